@@ -1,0 +1,127 @@
+"""`msr <command> [overrides]`: one Hydra app per command.
+
+Start-up stays light: this module imports Hydra and the config schemas only. Torch and the
+rest load inside the command, so `--help`, `--cfg job` and config errors answer at once.
+Config mistakes are caught here, before Hydra makes a run folder: the overrides are composed
+and validated once, and any error becomes one line on stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from msr.errors import UserError
+
+COMMANDS = {
+    "train": "supervised training from scratch on a task (input -> target)",
+}
+
+_PACKAGE = Path(__file__).resolve().parent
+# An installed wheel carries conf/ as msr/conf; a checkout keeps it at the top level.
+CONF_DIR = _PACKAGE / "conf" if (_PACKAGE / "conf").is_dir() else _PACKAGE.parent / "conf"
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {about}" for name, about in COMMANDS.items()]
+    return (
+        "usage: msr <command> [group=option] [key=value ...] [-m] [--cfg job] [--help]\n\n"
+        "Commands:\n" + "\n".join(lines) + "\n\n"
+        "`msr <command> --help` shows the command's config groups and every key.\n"
+    )
+
+
+def fail(message: str, code: int = 2) -> None:
+    sys.stderr.write(f"msr: error: {message}\n")
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        sys.stdout.write(usage())
+        return
+    if argv[0] in ("-V", "--version"):
+        from msr import __version__
+
+        print(f"msr {__version__}")
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        sys.stderr.write(f"msr: error: unknown command {command!r}\n\n{usage()}")
+        sys.exit(2)
+
+    from hydra._internal.utils import get_args_parser
+
+    from msr import config
+    from msr.overrides import check_overrides
+
+    config.register()
+    args = get_args_parser().parse_args(rest)
+    # A job that will run is composed and validated here first, so that a bad value is refused
+    # before Hydra makes a run folder. --cfg, --info and --help only compose: Hydra's own
+    # composition errors are enough there, and one composition keeps them quick.
+    if args.help:
+        sys.stdout.write(command_help(command, args.overrides))
+        return
+    runs_a_job = not (args.help or args.hydra_help or args.cfg or args.info or args.shell_completion)
+    own_search_path = args.config_dir or args.config_path or args.config_name
+    try:
+        if runs_a_job and not own_search_path:
+            check_overrides(CONF_DIR, command, args.overrides, args.multirun)
+        run_hydra(command, rest)
+    except UserError as err:
+        fail(str(err))
+
+
+def command_help(command: str, overrides: list[str]) -> str:
+    """Hydra's --help lists config groups by composing each one (seconds); conf/ says the same at once."""
+    from omegaconf import OmegaConf
+
+    from msr.overrides import compose_config
+
+    groups = []
+    for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"):
+        options = ", ".join(sorted(f.stem for f in group.glob("*.yaml")))
+        groups.append(f"  {group.name}: {options}")
+    config = OmegaConf.to_yaml(compose_config(CONF_DIR, command, overrides))
+    return (
+        f"msr {command}: {COMMANDS[command]}\n\n"
+        f"usage: msr {command} [group=option ...] [key=value ...] [-m] [--cfg job] [--info]\n\n"
+        "Config groups (choose with group=option):\n" + "\n".join(groups) + "\n\n"
+        "Config (override any key with key=value):\n" + config + "\n"
+        "Examples:\n"
+        f"  msr {command} model=gru optimizer.lr=1e-3\n"
+        f"  msr {command} -m model=lstm,gru optimizer.lr=1e-3,3e-3   one run folder per job\n"
+        f"  msr {command} --cfg job                                   print the composed config\n"
+        f"Runs go to outputs/{command}/<date>/<time>/; Hydra's own options: msr {command} --hydra-help\n"
+    )
+
+
+def run_hydra(command: str, rest: list[str]) -> None:
+    """Run the Hydra app; its composition errors are raised to us (HYDRA_FULL_ERROR) as UserError."""
+    import os
+
+    import hydra
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from msr.overrides import one_line
+
+    def task(cfg) -> None:
+        from msr.commands import run_command
+
+        run_command(command, cfg)
+
+    app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name=command)(task)
+    sys.argv = [f"msr-{command}", *rest]
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        app()
+    except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException) as err:
+        raise UserError(one_line(err)) from None
+
+
+if __name__ == "__main__":
+    main()

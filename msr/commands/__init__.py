@@ -1,0 +1,41 @@
+"""One module per command, each with `run(cfg, run_dir) -> summary`.
+
+`run_command` owns the run's status: whatever the command does, metrics.json ends as
+completed, failed (with the reason) or interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+from msr.errors import UserError
+
+log = logging.getLogger("msr")
+
+
+def run_command(command: str, cfg) -> dict:
+    from hydra.core.hydra_config import HydraConfig
+
+    from msr.runs import RunDir
+
+    run = RunDir(HydraConfig.get().runtime.output_dir, command)
+    run.begin()
+    module = importlib.import_module(f"msr.commands.{command}")
+    try:
+        summary = module.run(cfg, run)
+    except UserError as err:
+        run.end("failed", reason=str(err))
+        sys.stderr.write(f"msr: error: {err}\n")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        run.end("interrupted", reason="interrupted by the user (Ctrl-C)")
+        sys.stderr.write(f"msr: interrupted; the run folder is {run.path}\n")
+        sys.exit(130)
+    except Exception as err:
+        run.end("failed", reason=f"{type(err).__name__}: {err}")
+        raise
+    record = run.end("completed", **summary)
+    log.info("run folder: %s", run.path)
+    return record

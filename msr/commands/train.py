@@ -1,0 +1,93 @@
+"""`msr train`: supervised training from scratch on a task (input -> target).
+
+The recipe: validate the config, seed, draw the splits, build the vocabulary, train with
+periodic validation, then score the best checkpoint on the test split.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from msr.config import to_object
+from msr.data.batching import encode
+from msr.data.splits import generate_splits
+from msr.data.tokenizer import TextTokenizer
+from msr.device import resolve_device
+from msr.errors import UserError
+from msr.eval.metrics import evaluate
+from msr.models import build_model, count_parameters
+from msr.runs import RunDir
+from msr.train.checkpoint import load_weights, save_checkpoint
+from msr.train.loop import Trainer, fit
+from msr.train.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger("msr")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run(dict_cfg, run: RunDir) -> dict:
+    cfg = to_object(dict_cfg)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device.type)
+
+    splits = generate_splits(cfg.data)
+    tokenizer = TextTokenizer.build(r["input"] + " " + r["target"] for r in splits["train"])
+    data = {name: encode(records, tokenizer).to(device) for name, records in splits.items()}
+    log.info("data %s: %s; vocabulary %d tokens", cfg.data.name,
+             ", ".join(f"{name} {len(split)}" for name, split in data.items()), tokenizer.vocab_size)
+    longest = max(int(split.lengths.max()) for split in data.values())
+    max_len = getattr(cfg.model, "max_len", None)
+    if max_len is not None and longest > max_len:
+        raise UserError(f"model.max_len={max_len} is shorter than the longest sequence ({longest} tokens); "
+                        f"raise model.max_len")
+
+    model = build_model(cfg.model, tokenizer.vocab_size).to(device)
+    parameters = count_parameters(model)
+    log.info("model %s: %s parameters on %s", cfg.model.name, f"{parameters:,}", device)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.trainer.max_steps)
+    trainer = Trainer(model, optimizer, scheduler, cfg.trainer, device)
+
+    meta = {"model": asdict(cfg.model), "vocab_size": tokenizer.vocab_size, "task": cfg.data.name,
+            "config": OmegaConf.to_container(dict_cfg, resolve=True)}
+
+    def save(name: str, step: int, state: dict) -> None:
+        trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **state}
+        save_checkpoint(run.checkpoints / name, model, tokenizer, {**meta, **state}, trainer_state)
+
+    result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, run.log_history, save)
+
+    load_weights(run.checkpoints / "best", model, device)
+    test = evaluate(model, data["test"], cfg.trainer.eval_batch_size, trainer.autocast)
+    log.info("test accuracy %.4f (best checkpoint, step %d); by steps: %s", test["accuracy"],
+             result["best_step"], ", ".join(f"{k}: {v:.3f}" for k, v in test["by_steps"].items()))
+    metrics = {
+        **result["val"],
+        "test/loss": test["loss"],
+        "test/accuracy": test["accuracy"],
+        "test/token_accuracy": test["token_accuracy"],
+    }
+    run.log_history({"step": result["steps"], **{k: v for k, v in metrics.items() if k.startswith("test/")}})
+    return {
+        "metrics": metrics,
+        "accuracy_by_steps": test["by_steps"],
+        "steps": result["steps"],
+        "best_step": result["best_step"],
+        "stopped_early": result["stopped_early"],
+        "tokens_per_second": round(result["tokens_per_second"], 1),
+        "train_seconds": round(result["train_seconds"], 3),
+        "parameters": parameters,
+        "device": str(device),
+        "seed": cfg.seed,
+    }

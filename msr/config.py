@@ -1,0 +1,368 @@
+"""Typed config schemas, registered with Hydra's ConfigStore.
+
+The YAML files in conf/ pick values; these dataclasses say which keys exist and of which
+type (OmegaConf refuses the rest while composing), and `validate()` checks the ranges that a
+type cannot express. Both run before any work, so a bad value never costs a training run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from enum import Enum
+from typing import Any, List
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from msr.errors import ConfigError
+
+
+def require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(key, value, allowed)
+
+
+def positive(key: str, value: float) -> None:
+    require(value > 0, key, value, "must be > 0")
+
+
+def non_negative(key: str, value: float) -> None:
+    require(value >= 0, key, value, "must be >= 0")
+
+
+def fraction(key: str, value: float) -> None:
+    require(0 <= value < 1, key, value, "must be in [0, 1)")
+
+
+class Validated:
+    """A schema whose `validate(prefix)` checks its own fields, then those of nested schemas."""
+
+    def check(self, prefix: str) -> None:
+        """Range checks of this node's own fields; `prefix` names the node in messages."""
+
+    def validate(self, prefix: str = "") -> None:
+        self.check(prefix)
+        for f in fields(self):  # type: ignore[arg-type]
+            child = getattr(self, f.name)
+            if isinstance(child, Validated):
+                child.validate(f"{prefix}{f.name}.")
+
+
+# --- model/ ----------------------------------------------------------------------------------
+
+
+class Positions(str, Enum):
+    learned = "learned"
+    sinusoidal = "sinusoidal"
+
+
+@dataclass
+class RecurrentConfig(Validated):
+    name: str = "lstm"  # rnn | lstm | gru
+    embedding_size: int = 128
+    hidden_size: int = 256
+    num_layers: int = 1
+    dropout: float = 0.0
+    tie_embeddings: bool = False
+
+    def check(self, p: str) -> None:
+        require(self.name in ("rnn", "lstm", "gru"), p + "name", self.name, "one of rnn, lstm, gru")
+        for key in ("embedding_size", "hidden_size", "num_layers"):
+            require(getattr(self, key) >= 1, p + key, getattr(self, key), "must be a positive integer")
+        fraction(p + "dropout", self.dropout)
+        require(
+            not self.tie_embeddings or self.embedding_size == self.hidden_size,
+            p + "tie_embeddings", self.tie_embeddings,
+            f"tied embeddings need model.embedding_size == model.hidden_size "
+            f"(now {self.embedding_size} and {self.hidden_size})",
+        )
+
+
+@dataclass
+class TransformerConfig(Validated):
+    name: str = "transformer"
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 512
+    dropout: float = 0.0
+    positions: Positions = Positions.learned
+    max_len: int = 256
+    tie_embeddings: bool = True
+
+    def check(self, p: str) -> None:
+        require(self.name == "transformer", p + "name", self.name, "must be transformer")
+        for key in ("d_model", "n_layers", "n_heads", "d_ff", "max_len"):
+            require(getattr(self, key) >= 1, p + key, getattr(self, key), "must be a positive integer")
+        require(self.d_model % self.n_heads == 0, p + "n_heads", self.n_heads,
+                f"must divide model.d_model={self.d_model}")
+        fraction(p + "dropout", self.dropout)
+
+
+# --- optimizer/ ------------------------------------------------------------------------------
+
+
+@dataclass
+class OptimizerConfig(Validated):
+    name: str = MISSING
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+    def check(self, p: str) -> None:
+        positive(p + "lr", self.lr)
+        non_negative(p + "weight_decay", self.weight_decay)
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    name: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+
+    def check(self, p: str) -> None:
+        super().check(p)
+        fraction(p + "momentum", self.momentum)
+        require(not self.nesterov or self.momentum > 0, p + "nesterov", self.nesterov,
+                "Nesterov momentum needs optimizer.momentum > 0")
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    name: str = "adam"
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+    def check(self, p: str) -> None:
+        super().check(p)
+        require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), p + "betas",
+                list(self.betas), "two numbers in [0, 1), e.g. [0.9,0.999]")
+        positive(p + "eps", self.eps)
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    name: str = "adamw"
+    weight_decay: float = 0.01
+
+
+@dataclass
+class AdadeltaConfig(OptimizerConfig):
+    name: str = "adadelta"
+    lr: float = 1.0
+    rho: float = 0.9
+    eps: float = 1e-6
+
+    def check(self, p: str) -> None:
+        super().check(p)
+        fraction(p + "rho", self.rho)
+        positive(p + "eps", self.eps)
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    name: str = "rmsprop"
+    alpha: float = 0.99
+    eps: float = 1e-8
+    momentum: float = 0.0
+
+    def check(self, p: str) -> None:
+        super().check(p)
+        fraction(p + "alpha", self.alpha)
+        positive(p + "eps", self.eps)
+        fraction(p + "momentum", self.momentum)
+
+
+# --- scheduler/ ------------------------------------------------------------------------------
+
+
+@dataclass
+class SchedulerConfig(Validated):
+    """Linear warmup from lr/warmup_steps to lr, then the named schedule over the rest."""
+
+    name: str = "constant"
+    warmup_steps: int = 0
+
+    def check(self, p: str) -> None:
+        non_negative(p + "warmup_steps", self.warmup_steps)
+
+
+@dataclass
+class CosineConfig(SchedulerConfig):
+    name: str = "cosine"
+    min_lr_ratio: float = 0.1  # final lr as a share of optimizer.lr
+
+    def check(self, p: str) -> None:
+        super().check(p)
+        require(0 <= self.min_lr_ratio <= 1, p + "min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
+
+
+@dataclass
+class LinearConfig(SchedulerConfig):
+    name: str = "linear"
+    min_lr_ratio: float = 0.0
+
+    def check(self, p: str) -> None:
+        super().check(p)
+        require(0 <= self.min_lr_ratio <= 1, p + "min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
+
+
+@dataclass
+class StepConfig(SchedulerConfig):
+    name: str = "step"
+    step_size: int = 500  # multiply the lr by gamma every step_size steps
+    gamma: float = 0.5
+
+    def check(self, p: str) -> None:
+        super().check(p)
+        positive(p + "step_size", self.step_size)
+        require(0 < self.gamma <= 1, p + "gamma", self.gamma, "must be in (0, 1]")
+
+
+@dataclass
+class ExponentialConfig(SchedulerConfig):
+    name: str = "exponential"
+    gamma: float = 0.999  # per step
+
+    def check(self, p: str) -> None:
+        super().check(p)
+        require(0 < self.gamma <= 1, p + "gamma", self.gamma, "must be in (0, 1]")
+
+
+# --- data/ -----------------------------------------------------------------------------------
+
+
+@dataclass
+class SplitConfig(Validated):
+    size: int = 1000
+    min_steps: int = 1
+    max_steps: int = 4
+
+    def check(self, p: str) -> None:
+        require(self.size >= 1, p + "size", self.size, "must be a positive integer")
+        require(self.min_steps >= 1, p + "min_steps", self.min_steps, "must be >= 1")
+        require(self.max_steps >= self.min_steps, p + "max_steps", self.max_steps,
+                f"must be >= {p}min_steps={self.min_steps}")
+
+
+@dataclass
+class ArithConfig(Validated):
+    """Chained arithmetic evaluated left to right, answer modulo `modulus`."""
+
+    name: str = "arith"
+    seed: int = 1234  # the data's own seed: changing the model seed keeps the same data
+    modulus: int = 10
+    operators: str = "+-*"
+    train: SplitConfig = field(default_factory=lambda: SplitConfig(size=20000))
+    val: SplitConfig = field(default_factory=lambda: SplitConfig(size=300))
+    test: SplitConfig = field(default_factory=lambda: SplitConfig(size=600))
+
+    def check(self, p: str) -> None:
+        require(self.modulus >= 2, p + "modulus", self.modulus, "must be >= 2")
+        require(len(self.operators) > 0 and set(self.operators) <= set("+-*"), p + "operators",
+                self.operators, "a non-empty string of the characters + - *")
+
+
+# --- device/ and trainer ---------------------------------------------------------------------
+
+
+class DeviceType(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+@dataclass
+class DeviceConfig(Validated):
+    type: DeviceType = DeviceType.auto
+
+
+@dataclass
+class EarlyStoppingConfig(Validated):
+    monitor: str = "val/accuracy"
+    patience: int = 0  # evaluations without improvement before stopping; 0 turns it off
+    min_delta: float = 0.0
+
+    def check(self, p: str) -> None:
+        require(self.monitor in ("val/accuracy", "val/loss"), p + "monitor", self.monitor,
+                "one of val/accuracy, val/loss")
+        non_negative(p + "patience", self.patience)
+        non_negative(p + "min_delta", self.min_delta)
+
+
+@dataclass
+class TrainerConfig(Validated):
+    max_steps: int = 1500
+    batch_size: int = 64
+    grad_accum_steps: int = 1
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+    l1: float = 0.0  # explicit penalties added to the loss, on top of optimizer weight decay
+    l2: float = 0.0
+    eval_every: int = 250
+    eval_batch_size: int = 500
+    log_every: int = 25
+    precision: Precision = Precision.fp32
+    compile: bool = False
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+
+    def check(self, p: str) -> None:
+        for key in ("max_steps", "batch_size", "grad_accum_steps", "eval_every",
+                    "eval_batch_size", "log_every"):
+            require(getattr(self, key) >= 1, p + key, getattr(self, key), "must be a positive integer")
+        for key in ("grad_clip", "l1", "l2"):
+            non_negative(p + key, getattr(self, key))
+
+
+@dataclass
+class TrainConfig(Validated):
+    seed: int = 0
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    scheduler: Any = MISSING
+    data: Any = MISSING
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+SCHEMAS = {
+    "train": TrainConfig,
+    "model/recurrent": RecurrentConfig,
+    "model/transformer": TransformerConfig,
+    "optimizer/sgd": SGDConfig,
+    "optimizer/adam": AdamConfig,
+    "optimizer/adamw": AdamWConfig,
+    "optimizer/adadelta": AdadeltaConfig,
+    "optimizer/rmsprop": RMSpropConfig,
+    "scheduler/constant": SchedulerConfig,
+    "scheduler/cosine": CosineConfig,
+    "scheduler/linear": LinearConfig,
+    "scheduler/step": StepConfig,
+    "scheduler/exponential": ExponentialConfig,
+    "data/arith": ArithConfig,
+    "device/device": DeviceConfig,
+}
+
+
+def register() -> None:
+    """Store every schema under schema/<path>; conf/ files extend them with `defaults`."""
+    cs = ConfigStore.instance()
+    for path, node in SCHEMAS.items():
+        group, _, name = path.rpartition("/")
+        cs.store(group=f"schema/{group}".rstrip("/"), name=name, node=node)
+
+
+def to_object(cfg) -> Validated:
+    """The composed DictConfig as validated dataclasses (raises ConfigError)."""
+    from omegaconf import OmegaConf
+
+    obj = OmegaConf.to_object(cfg)
+    assert is_dataclass(obj)
+    obj.validate()
+    return obj

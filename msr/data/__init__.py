@@ -1,0 +1,1 @@
+"""Tasks, tokenizer and batching: from a data config to tensors a model can train on."""

@@ -1,0 +1,5 @@
+"""Built-in task generators, one module each: `sample(rng, steps, cfg)`, `answer`, `count`."""
+
+from msr.data.tasks import arith
+
+TASKS = {"arith": arith}

@@ -1,0 +1,1 @@
+"""Scoring: losses, exact match and accuracy by reasoning steps."""

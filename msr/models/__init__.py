@@ -1,0 +1,19 @@
+"""Every model is a causal LM: `model(tokens, state=None) -> (logits, state)`."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from msr.models.recurrent import RecurrentLM
+from msr.models.transformer import TransformerLM
+
+
+def build_model(cfg, vocab_size: int) -> nn.Module:
+    if cfg.name == "transformer":
+        return TransformerLM(cfg, vocab_size)
+    return RecurrentLM(cfg, vocab_size)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters, each shared (tied) tensor counted once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

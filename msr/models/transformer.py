@@ -1,0 +1,108 @@
+"""A pre-LayerNorm decoder-only Transformer (GPT-2 style) on scaled_dot_product_attention.
+
+`state` is the KV cache: one (keys, values) pair per layer, each [B, heads, T_past, head_dim].
+Passing it back continues the sequence where it stopped, so decoding costs one token per call.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads, self.dropout = n_heads, dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, cache=None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        past = k.shape[2] - T
+        if past == 0:
+            mask, causal = None, True
+        elif T == 1:
+            mask, causal = None, False  # one new token may see every cached one
+        else:  # a chunk after a cache: query i sees keys up to past + i
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            causal = False
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.proj(y.transpose(1, 2).reshape(B, T, C)), (k, v)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = SelfAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model), nn.Dropout(cfg.dropout)
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cache=None):
+        a, cache = self.attn(self.ln1(x), cache)
+        x = x + self.drop(a)
+        return x + self.mlp(self.ln2(x)), cache
+
+
+def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
+    position = torch.arange(max_len).unsqueeze(1)
+    frequency = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+    table = torch.zeros(max_len, d_model)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: d_model // 2])
+    return table
+
+
+class TransformerLM(nn.Module):
+    def __init__(self, cfg, vocab_size: int):
+        super().__init__()
+        self.max_len = cfg.max_len
+        self.embed = nn.Embedding(vocab_size, cfg.d_model)
+        if cfg.positions == "learned":
+            self.positions = nn.Parameter(torch.zeros(cfg.max_len, cfg.d_model))
+        else:
+            self.register_buffer("positions", sinusoidal_table(cfg.max_len, cfg.d_model), persistent=False)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, vocab_size, bias=False)
+        self.apply(self._init)
+        if cfg.tie_embeddings:
+            self.head.weight = self.embed.weight
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith(("proj.weight", "mlp.2.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+        if cfg.positions == "learned":
+            nn.init.normal_(self.positions, mean=0.0, std=0.02)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(self, tokens: torch.Tensor, state=None):
+        """tokens [B, T] -> logits [B, T, V] and the KV cache after the last token."""
+        past = 0 if state is None else state[0][0].shape[2]
+        end = past + tokens.shape[1]
+        if end > self.max_len:
+            raise ValueError(f"sequence of {end} tokens is longer than model.max_len={self.max_len}")
+        x = self.drop(self.embed(tokens) + self.positions[past:end])
+        cache = []
+        for i, block in enumerate(self.blocks):
+            x, layer_cache = block(x, None if state is None else state[i])
+            cache.append(layer_cache)
+        return self.head(self.ln_f(x)), tuple(cache)

@@ -1,0 +1,91 @@
+"""Compose and validate a command's config before Hydra runs it, with one-line errors.
+
+Hydra reports composition errors over several lines (and OmegaConf adds its own details);
+here each becomes a single line that names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from msr.config import to_object
+from msr.errors import UserError
+
+
+def check_overrides(conf_dir: Path, config_name: str, overrides: list[str], multirun: bool) -> None:
+    """Raise UserError unless every job these overrides describe composes and validates."""
+    for job in jobs_to_check(overrides, multirun):
+        cfg = to_object(compose_config(conf_dir, config_name, job))
+        device = getattr(getattr(cfg, "device", None), "type", "auto")
+        if device not in ("auto", "cpu"):  # only then is torch worth importing here
+            from msr.device import resolve_device
+
+            resolve_device(device)
+
+
+def compose_config(conf_dir: Path, config_name: str, overrides: list[str]):
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base=None, job_name=config_name):
+            return compose(config_name=config_name, overrides=overrides)
+    except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException) as err:
+        raise UserError(one_line(err)) from None
+
+
+def jobs_to_check(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """Plain overrides as they are; for a sweep, enough jobs that each swept value is composed once."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as err:
+        raise UserError(one_line(err)) from None
+    sweeps = [o for o in parsed if o.is_sweep_override()]
+    if not sweeps:
+        return [overrides]
+    if not multirun:
+        raise UserError(f"{sweeps[0].input_line} is a sweep: add -m to run one job per value")
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    choices = {}
+    for o in sweeps:
+        try:
+            choices[o.get_key_element()] = list(o.sweep_string_iterator())
+        except Exception:  # an interval for a sweeper plugin: its values are not known yet
+            continue
+    first = {key: values[0] for key, values in choices.items() if values}
+    jobs = []
+    for key, values in choices.items():
+        for value in values:
+            job = {**first, key: value}
+            jobs.append(fixed + [f"{k}={v}" for k, v in job.items()])
+    return jobs or [fixed]
+
+
+def one_line(err: Exception) -> str:
+    if isinstance(err, MissingConfigException) and err.options is not None:
+        group = Path(err.missing_cfg_file or "").parent.as_posix() or "config"
+        option = Path(err.missing_cfg_file or "").name
+        return f"{group}={option} does not exist; choose one of: {', '.join(sorted(err.options))}"
+    cause = err if isinstance(err, OmegaConfBaseException) else err.__cause__
+    if isinstance(cause, OmegaConfBaseException) and cause.full_key:
+        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+            return f"{cause.full_key}: no such key{allowed_keys(cause)}"
+        detail = first_line(cause.msg)
+        return f"{cause.full_key}: {detail}"
+    if isinstance(err, OverrideParseException):
+        return f"cannot parse override: {first_line(str(err))}"
+    return first_line(str(err))
+
+
+def allowed_keys(cause: OmegaConfBaseException) -> str:
+    parent = cause.parent_node
+    keys = list(parent.keys()) if parent is not None and hasattr(parent, "keys") else []
+    keys = [k for k in keys if k != "hydra"]
+    return f"; keys here: {', '.join(map(str, keys))}" if keys else ""
+
+
+def first_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else "invalid config"

@@ -1,0 +1,99 @@
+"""The run folder: where a run's files go, written so that a crash never leaves half a file.
+
+Every file is written to a temporary name in the same folder, flushed to disk, then renamed
+over the old one (rename is atomic on POSIX), so readers see the old or the new file, whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+
+def console_handler() -> logging.Handler:
+    """Hydra's job_logging calls this: rich log lines on a terminal, plain lines otherwise."""
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        return RichHandler(show_path=False, markup=False, log_time_format="[%X]")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
+    return handler
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # mkstemp makes 0600 files; a run's files are as readable as any other
+
+
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
+    """Call `write(file)` on a temporary file beside `path`, fsync it, then rename it to `path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, _FILE_MODE)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=False) + "\n"))
+
+
+class RunDir:
+    """One run's folder: history.jsonl, metrics.json and checkpoints/."""
+
+    def __init__(self, path: str | Path, command: str):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.checkpoints = self.path / "checkpoints"
+        self.command = command
+        self._t0 = time.perf_counter()
+
+    def begin(self) -> None:
+        self.write_metrics({"command": self.command, "status": "running"})
+
+    def end(self, status: str, reason: str | None = None, **summary: Any) -> dict:
+        """Write the final metrics.json: status (completed | failed | interrupted) and summary."""
+        record = {"command": self.command, "status": status}
+        if reason:
+            record["reason"] = reason
+        record.update(summary)
+        record["wall_seconds"] = round(time.perf_counter() - self._t0, 3)
+        record["versions"] = versions()
+        self.write_metrics(record)
+        return record
+
+    def log_history(self, record: dict) -> None:
+        # One complete line per write: a crash can lose the last record, never garble one.
+        with open(self.path / "history.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def write_metrics(self, summary: dict) -> None:
+        write_json(self.path / "metrics.json", summary)
+
+
+def versions() -> dict:
+    import platform
+
+    import torch
+
+    from msr import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "msr": __version__}

@@ -1,0 +1,57 @@
+"""Checkpoints: a folder with model.safetensors, tokenizer.json, meta.json and trainer_state.pt.
+
+A checkpoint is written whole into a temporary folder and then renamed into place, so
+`checkpoints/last` is always a complete checkpoint. Nothing in it is unpickled on load:
+weights come from safetensors, the trainer state through torch.load(weights_only=True).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from msr.data.tokenizer import TextTokenizer
+from msr.runs import atomic_write
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(directory: Path, model: nn.Module, tokenizer: TextTokenizer, meta: dict,
+                    trainer_state: dict | None = None) -> None:
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"))
+    atomic_write(tmp / "tokenizer.json", lambda f: f.write(tokenizer.to_str()))
+    atomic_write(tmp / "meta.json", lambda f: f.write(json.dumps({"format": FORMAT_VERSION, **meta}, indent=2)))
+    if trainer_state is not None:
+        atomic_write(tmp / "trainer_state.pt", lambda f: torch.save(trainer_state, f), mode="wb")
+    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_weights(directory: Path, model: nn.Module, device: torch.device | str = "cpu") -> None:
+    load_model(model, str(Path(directory) / "model.safetensors"), device=str(device))
+
+
+def load_meta(directory: Path) -> dict:
+    return json.loads((Path(directory) / "meta.json").read_text())
+
+
+def load_tokenizer(directory: Path) -> TextTokenizer:
+    return TextTokenizer.load(Path(directory) / "tokenizer.json")
+
+
+def load_trainer_state(directory: Path) -> dict:
+    return torch.load(Path(directory) / "trainer_state.pt", weights_only=True)

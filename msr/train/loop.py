@@ -1,0 +1,156 @@
+"""The training loop: optimizer steps, periodic evaluation, early stopping and checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from functools import partial
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from msr.data.batching import IGNORE, BatchOrder, EncodedSplit
+from msr.device import check_precision
+from msr.errors import UserError
+from msr.eval.metrics import evaluate
+from msr.train.progress import Progress
+
+log = logging.getLogger("msr")
+
+
+class TrainingFailed(Exception):
+    """Training cannot go on (for example, the loss is no longer a number)."""
+
+
+class Trainer:
+    """One optimizer step: accumulate gradients over micro-batches, add the L1/L2 penalty,
+    clip, update, advance the schedule."""
+
+    def __init__(self, model: nn.Module, optimizer, scheduler, cfg, device: torch.device):
+        self.model, self.optimizer, self.scheduler, self.cfg = model, optimizer, scheduler, cfg
+        self.forward = torch.compile(model) if cfg.compile else model
+        dtype = check_precision(cfg.precision, device)
+        self.autocast = partial(torch.autocast, device.type, dtype=dtype, enabled=dtype != torch.float32)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        self.penalized = [p for p in model.parameters() if p.dim() >= 2] if cfg.l1 or cfg.l2 else []
+
+    def loss(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over target tokens (labels elsewhere are IGNORE)."""
+        with self.autocast():
+            logits, _ = self.forward(inputs)
+        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+
+    def penalty(self) -> torch.Tensor:
+        l1 = sum(p.abs().sum() for p in self.penalized)
+        l2 = sum(p.pow(2).sum() for p in self.penalized)
+        return self.cfg.l1 * l1 + self.cfg.l2 * l2
+
+    def step(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """Returns the step's loss (without penalty) as a tensor: no device sync here."""
+        total = 0.0
+        for inputs, labels in batches:
+            loss = self.loss(inputs, labels) / len(batches)
+            self.scaler.scale(loss).backward()
+            total = total + loss.detach()
+        if self.penalized:
+            self.scaler.scale(self.penalty()).backward()
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return total
+
+
+class EarlyStopping:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.maximize = cfg.monitor.endswith("accuracy")
+        self.best: float | None = None
+        self.best_step = 0
+        self.evals_without_improvement = 0
+
+    def update(self, value: float, step: int) -> bool:
+        """Record an evaluation; True when it is the best so far."""
+        gain = (value - self.best if self.maximize else self.best - value) if self.best is not None else math.inf
+        if gain > self.cfg.min_delta or self.best is None:
+            self.best, self.best_step, self.evals_without_improvement = value, step, 0
+            return True
+        self.evals_without_improvement += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.cfg.patience > 0 and self.evals_without_improvement >= self.cfg.patience
+
+
+def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int,
+        log_history: Callable[[dict], None], save: Callable[[str, int, dict], None]) -> dict:
+    """Train for cfg.max_steps optimizer steps (or until early stopping); returns a summary."""
+    if len(train) < cfg.batch_size:
+        raise UserError(f"trainer.batch_size={cfg.batch_size} is larger than the training split "
+                        f"({len(train)} examples); lower trainer.batch_size")
+    device = train.inputs.device
+    order = BatchOrder(len(train), cfg.batch_size, seed)
+    lengths = train.lengths.cpu()
+    stopper = EarlyStopping(cfg.early_stopping)
+    tokens, train_seconds, running_loss, running_steps = 0, 0.0, 0.0, 0
+    val_metrics: dict = {}
+    trainer.model.train()
+    t0 = time.perf_counter()
+    step = 0
+    with Progress(cfg.max_steps) as progress:
+        while step < cfg.max_steps:
+            step += 1
+            batches = []
+            for micro in range(cfg.grad_accum_steps):
+                index = order((step - 1) * cfg.grad_accum_steps + micro)
+                tokens += int(lengths[index].sum())
+                batches.append(train.batch(index.to(device)))
+            running_loss = running_loss + trainer.step(batches)
+            running_steps += 1
+
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                loss = float(running_loss) / running_steps  # the one device sync per log interval
+                running_loss, running_steps = 0.0, 0
+                if not math.isfinite(loss):
+                    raise TrainingFailed(f"the training loss is {loss} at step {step}")
+                train_seconds += time.perf_counter() - t0
+                lr = trainer.optimizer.param_groups[0]["lr"]
+                speed = tokens / max(train_seconds, 1e-9)
+                log_history({"step": step, "train/loss": loss, "lr": lr, "tokens_per_second": speed})
+                progress.update(step, loss, lr, speed)
+                t0 = time.perf_counter()
+
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                train_seconds += time.perf_counter() - t0
+                result = evaluate(trainer.model, val, cfg.eval_batch_size, trainer.autocast)
+                val_metrics = {"val/loss": result["loss"], "val/accuracy": result["accuracy"]}
+                improved = stopper.update(val_metrics[cfg.early_stopping.monitor], step)
+                log_history({"step": step, **val_metrics})
+                log.info("step %d: val loss %.4f, val accuracy %.4f%s", step, result["loss"],
+                         result["accuracy"], " (best so far)" if improved else "")
+                state = {"step": step, "metrics": val_metrics}
+                if improved:
+                    save("best", step, state)
+                save("last", step, state)
+                if stopper.should_stop:
+                    log.info("early stopping: %s has not improved for %d evaluations (best %.4f at step %d)",
+                             cfg.early_stopping.monitor, cfg.early_stopping.patience, stopper.best,
+                             stopper.best_step)
+                    break
+                t0 = time.perf_counter()
+    return {
+        "steps": step,
+        "best_step": stopper.best_step,
+        "stopped_early": stopper.should_stop,
+        "tokens": tokens,
+        "train_seconds": train_seconds,
+        "tokens_per_second": tokens / max(train_seconds, 1e-9),
+        "val": val_metrics,
+    }

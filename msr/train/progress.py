@@ -1,0 +1,52 @@
+"""Training progress: a rich bar on a terminal, a plain log line every `log_every` steps elsewhere."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+log = logging.getLogger("msr")
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    def __init__(self, total: int, start: int = 0, interactive: bool | None = None):
+        self.total, self.start = total, start
+        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self._bar = None
+
+    def __enter__(self) -> "Progress":
+        self._t0 = time.perf_counter()
+        if self.interactive:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"), TextColumn("lr {task.fields[lr]}"),
+                TextColumn("{task.fields[speed]} tok/s"), TextColumn("eta"), TimeRemainingColumn(),
+                transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("train", total=self.total, completed=self.start,
+                                            loss="-", lr="-", speed="-")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def update(self, step: int, loss: float, lr: float, tokens_per_second: float) -> None:
+        fields = dict(loss=f"{loss:.4f}", lr=f"{lr:.2e}", speed=f"{tokens_per_second / 1000:.1f}k")
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step, **fields)
+            return
+        elapsed = time.perf_counter() - self._t0
+        eta = elapsed / max(step - self.start, 1) * (self.total - step)
+        log.info("step %d/%d  loss %s  lr %s  %s tok/s  eta %s",
+                 step, self.total, fields["loss"], fields["lr"], fields["speed"], _eta(eta))

@@ -1,0 +1,63 @@
+"""Shared helpers: run `msr` in-process (fast) or as a subprocess (exit codes, stderr)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from msr.cli import main
+
+# A tiny configuration: every entry point finishes in a few seconds on two CPU cores.
+TINY = [
+    "data.train.size=400", "data.val.size=40", "data.test.size=40",
+    "trainer.max_steps=20", "trainer.eval_every=10", "trainer.log_every=5", "trainer.batch_size=16",
+    "scheduler.warmup_steps=2",
+]
+TINY_MODEL = {
+    "rnn": ["model=rnn", "model.embedding_size=16", "model.hidden_size=32"],
+    "lstm": ["model=lstm", "model.embedding_size=16", "model.hidden_size=32"],
+    "gru": ["model=gru", "model.embedding_size=16", "model.hidden_size=32"],
+    "transformer": ["model=transformer", "model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.d_ff=64"],
+}
+
+
+def run_msr(*args: str) -> int:
+    """Call msr's entry point in this process; returns the exit code."""
+    argv = sys.argv
+    try:
+        main(list(args))
+        return 0
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else 1
+    finally:
+        sys.argv = argv
+
+
+def msr_process(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "msr.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def read_metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """Run with the working directory in a fresh temporary folder (Hydra writes outputs/ there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"real data not found at {path}")
+    return path

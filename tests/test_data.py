@@ -1,0 +1,106 @@
+"""The arith task: labels checked by an independent solver, disjoint splits, determinism, batching."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+import torch
+
+from msr.config import ArithConfig, SplitConfig
+from msr.data.batching import IGNORE, BatchOrder, encode
+from msr.data.splits import generate_splits
+from msr.data.tasks import arith
+from msr.data.tokenizer import TextTokenizer
+from msr.errors import UserError
+
+SMALL = ArithConfig(train=SplitConfig(size=2000), val=SplitConfig(size=100), test=SplitConfig(size=200))
+
+
+def python_answer(text: str, modulus: int) -> str:
+    """Independent solver: parenthesise left to right and let Python evaluate it."""
+    words = text.removesuffix("=").split()
+    expression = words[0]
+    for op, x in zip(words[1::2], words[2::2]):
+        expression = f"({expression} {op} {x})"
+    return str(eval(expression) % modulus)
+
+
+def test_the_issue_example():
+    assert arith.answer("7 + 5 * 3 - 2 =", 10) == "4"
+
+
+def test_labels_agree_with_python_on_every_split():
+    splits = generate_splits(SMALL)
+    for records in splits.values():
+        for r in records:
+            assert r["target"] == python_answer(r["input"], 10)
+            assert r["steps"] == r["input"].count(" ") // 2 and 1 <= r["steps"] <= 4
+
+
+def test_other_moduli_and_operators():
+    cfg = replace(SMALL, modulus=7, operators="+*")
+    rng = random.Random(0)
+    for _ in range(200):
+        r = arith.sample(rng, 3, cfg)
+        assert r["target"] == python_answer(r["input"], 7) and "-" not in r["input"]
+
+
+def test_splits_are_disjoint_sized_and_deterministic():
+    splits = generate_splits(SMALL)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 2000, "val": 100, "test": 200}
+    train, val, test = ({r["input"] for r in splits[k]} for k in ("train", "val", "test"))
+    assert not (train & val or train & test or val & test)
+    assert len(val) == 100 and len(test) == 200  # held-out splits have no repeats
+    assert generate_splits(SMALL) == splits
+    assert generate_splits(replace(SMALL, seed=7)) != splits
+
+
+def test_steps_range_is_per_split():
+    cfg = replace(SMALL, test=SplitConfig(size=200, min_steps=5, max_steps=8))
+    steps = {r["steps"] for r in generate_splits(cfg)["test"]}
+    assert steps == {5, 6, 7, 8}
+
+
+def test_resizing_train_keeps_the_test_set():
+    bigger = replace(SMALL, train=SplitConfig(size=3000))
+    assert generate_splits(bigger)["test"] == generate_splits(SMALL)["test"]
+
+
+def test_exhausted_step_count_is_a_clear_error():
+    cfg = replace(SMALL, val=SplitConfig(size=300, min_steps=1, max_steps=1),
+                  test=SplitConfig(size=100, min_steps=1, max_steps=1))
+    with pytest.raises(UserError, match="data.val: cannot draw 300 examples: the 300 inputs with 1 step"):
+        generate_splits(cfg)
+
+
+def test_encoding_puts_labels_on_target_tokens_only():
+    records = [{"input": "1 + 2 =", "target": "3", "steps": 1}, {"input": "4 =", "target": "4", "steps": 0}]
+    tok = TextTokenizer.build(r["input"] + " " + r["target"] for r in records)
+    split = encode(records, tok)
+    ids = lambda words: [tok.tokenizer.token_to_id(w) for w in words.split()]
+    # sequence "1 + 2 = <sep> 3 <eos>": inputs drop the last token, labels are the next token
+    assert split.inputs[0].tolist() == ids("1 + 2 =") + [tok.sep_id] + ids("3")
+    assert split.labels[0].tolist() == [IGNORE] * 4 + ids("3") + [tok.eos_id]
+    assert split.lengths.tolist() == [6, 4]
+    assert split.labels[1].tolist() == [IGNORE, IGNORE, *ids("4"), tok.eos_id, IGNORE, IGNORE]
+    assert split.inputs[1, 4:].tolist() == [tok.pad_id, tok.pad_id]
+    inputs, labels = split.batch(torch.tensor([1]))
+    assert inputs.shape == (1, 4) and labels.shape == (1, 4)
+
+
+def test_unknown_symbols_are_counted():
+    tok = TextTokenizer.build(["1 + 2 = 3"])
+    split = encode([{"input": "1 * 2 =", "target": "9"}], tok)
+    assert split.unknown_tokens == 2
+    assert split.steps.tolist() == [-1]
+
+
+def test_batch_order_is_a_function_of_seed_and_step():
+    order, again = BatchOrder(100, 8, seed=3), BatchOrder(100, 8, seed=3)
+    batches = [order(k) for k in range(30)]
+    assert all(torch.equal(again(k), batches[k]) for k in reversed(range(30)))
+    epoch = torch.cat(batches[:12])
+    assert len(set(epoch.tolist())) == 96  # 12 full batches per epoch, no repeats within it
+    assert not torch.equal(batches[0], batches[12])

@@ -1,0 +1,56 @@
+"""Optimizers and learning-rate schedules against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from msr.config import (AdamWConfig, CosineConfig, ExponentialConfig, LinearConfig, RecurrentConfig,
+                        SchedulerConfig, SGDConfig, StepConfig)
+from msr.models import build_model
+from msr.train.optim import build_optimizer, build_scheduler, lr_multiplier
+
+
+@pytest.mark.parametrize("cfg, step, expected", [
+    (SchedulerConfig(warmup_steps=4), 0, 0.25),
+    (SchedulerConfig(warmup_steps=4), 3, 1.0),
+    (SchedulerConfig(warmup_steps=4), 50, 1.0),
+    (CosineConfig(warmup_steps=10, min_lr_ratio=0.1), 10, 1.0),
+    (CosineConfig(warmup_steps=10, min_lr_ratio=0.1), 60, 0.55),  # halfway: (1 + 0.1) / 2
+    (CosineConfig(warmup_steps=10, min_lr_ratio=0.1), 110, 0.1),
+    (CosineConfig(warmup_steps=10, min_lr_ratio=0.1), 500, 0.1),
+    (LinearConfig(warmup_steps=0, min_lr_ratio=0.0), 55, 0.5),
+    (LinearConfig(warmup_steps=10, min_lr_ratio=0.2), 35, 0.8),  # a quarter of the way: 1 - 0.8 * 0.25
+    (StepConfig(step_size=10, gamma=0.5), 9, 1.0),
+    (StepConfig(step_size=10, gamma=0.5), 25, 0.25),
+    (ExponentialConfig(gamma=0.9), 3, 0.729),
+])
+def test_lr_multiplier(cfg, step, expected):
+    assert lr_multiplier(cfg, step, total_steps=110) == pytest.approx(expected)
+
+
+def test_scheduler_drives_the_optimizer_lr():
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    sched = build_scheduler(CosineConfig(warmup_steps=2, min_lr_ratio=0.0), opt, total_steps=12)
+    lrs = []
+    for _ in range(12):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[1] == pytest.approx(0.2)
+    assert lrs[7] == pytest.approx(0.2 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_weight_decay_skips_biases_and_sgd_options_pass_through():
+    model = build_model(RecurrentConfig(name="gru", embedding_size=4, hidden_size=4), vocab_size=9)
+    opt = build_optimizer(AdamWConfig(lr=1e-3, weight_decay=0.1), model)
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 0.1 and all(p.dim() >= 2 for p in decayed["params"])
+    assert plain["weight_decay"] == 0.0 and all(p.dim() == 1 for p in plain["params"])
+    assert isinstance(opt, torch.optim.AdamW)
+    sgd = build_optimizer(SGDConfig(lr=0.05, momentum=0.8, nesterov=True), model)
+    assert isinstance(sgd, torch.optim.SGD)
+    assert sgd.defaults["nesterov"] is True and sgd.defaults["momentum"] == 0.8 and sgd.defaults["lr"] == 0.05

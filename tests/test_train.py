@@ -1,0 +1,120 @@
+"""`msr train` end to end on tiny configs: run folders, metrics, sweeps, reproducibility."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import TINY, TINY_MODEL, read_metrics, run_msr
+
+METRIC_KEYS = {"command", "status", "metrics", "accuracy_by_steps", "steps", "tokens_per_second",
+               "wall_seconds", "parameters", "versions"}
+
+
+@pytest.mark.parametrize("model", sorted(TINY_MODEL))
+def test_every_model_trains_and_leaves_a_complete_run_folder(model, in_tmp):
+    run = in_tmp / "run"
+    assert run_msr("train", *TINY, *TINY_MODEL[model], f"hydra.run.dir={run}") == 0
+    for name in (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "msr.log",
+                 "history.jsonl", "metrics.json"):
+        assert (run / name).is_file(), name
+    for checkpoint in ("last", "best"):
+        for name in ("model.safetensors", "tokenizer.json", "meta.json", "trainer_state.pt"):
+            assert (run / "checkpoints" / checkpoint / name).is_file(), f"{checkpoint}/{name}"
+    metrics = read_metrics(run)
+    assert METRIC_KEYS <= metrics.keys()
+    assert metrics["command"] == "train" and metrics["status"] == "completed"
+    assert metrics["steps"] == 20 and metrics["parameters"] > 0 and metrics["tokens_per_second"] > 0
+    assert {"val/loss", "val/accuracy", "test/loss", "test/accuracy"} <= metrics["metrics"].keys()
+    assert set(metrics["accuracy_by_steps"]) == {"1", "2", "3", "4"}
+    assert set(metrics["versions"]) >= {"python", "torch", "msr"}
+    meta = json.loads((run / "checkpoints/last/meta.json").read_text())
+    assert meta["model"]["name"] == model and meta["step"] == 20
+    weights = load_file(run / "checkpoints/last/model.safetensors")
+    assert sum(t.numel() for t in weights.values()) == metrics["parameters"]
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history if "train/loss" in h] == [5, 10, 15, 20]
+    assert [h["step"] for h in history if "val/loss" in h] == [10, 20]
+    assert "test accuracy" in (run / "msr.log").read_text()
+    # no temporary files are left behind by the atomic writes
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name or ".old" in p.name]
+
+
+def test_run_folders_default_to_outputs_command_date_time(in_tmp):
+    assert run_msr("train", *TINY, *TINY_MODEL["gru"], "trainer.max_steps=2") == 0
+    runs = list((in_tmp / "outputs" / "train").glob("*/*"))
+    assert len(runs) == 1 and (runs[0] / "metrics.json").is_file()
+    date, time = runs[0].parent.name, runs[0].name
+    assert len(date) == 10 and date[4] == "-" and len(time) == 8 and time[2] == "-"
+
+
+def test_sweep_writes_one_folder_per_job(in_tmp):
+    code = run_msr("train", "-m", *TINY, "trainer.max_steps=4", "model=lstm,gru", "optimizer.lr=1e-3,3e-3",
+                   "model.hidden_size=16", "model.embedding_size=16")
+    assert code == 0
+    jobs = sorted((in_tmp / "outputs" / "multirun" / "train").glob("*/*/*/metrics.json"))
+    assert len(jobs) == 4
+    seen = set()
+    for path in jobs:
+        cfg = (path.parent / ".hydra" / "config.yaml").read_text()
+        metrics = json.loads(path.read_text())
+        assert metrics["status"] == "completed"
+        name = "lstm" if "name: lstm" in cfg else "gru"
+        lr = "0.001" if "lr: 0.001" in cfg else "0.003"
+        seen.add((name, lr))
+    assert seen == {("lstm", "0.001"), ("lstm", "0.003"), ("gru", "0.001"), ("gru", "0.003")}
+
+
+def test_same_seed_gives_the_same_metrics(in_tmp):
+    args = [*TINY, *TINY_MODEL["lstm"]]
+    assert run_msr("train", *args, "hydra.run.dir=a") == 0
+    assert run_msr("train", *args, "hydra.run.dir=b") == 0
+    assert run_msr("train", *args, "seed=1", "hydra.run.dir=c") == 0
+    a, b, c = (read_metrics(in_tmp / d) for d in "abc")
+    assert a["metrics"] == b["metrics"] and a["accuracy_by_steps"] == b["accuracy_by_steps"]
+    assert a["metrics"] != c["metrics"]
+
+
+def test_loss_falls_on_a_tiny_task(in_tmp):
+    args = [*TINY, *TINY_MODEL["lstm"], "data.train.max_steps=1", "data.val.max_steps=1",
+            "data.test.max_steps=1", "trainer.max_steps=150", "trainer.eval_every=150",
+            "trainer.log_every=10", "data.train.size=100", "data.val.size=20", "data.test.size=20"]
+    assert run_msr("train", *args, "hydra.run.dir=run") == 0
+    history = [json.loads(line) for line in (in_tmp / "run/history.jsonl").read_text().splitlines()]
+    losses = [h["train/loss"] for h in history if "train/loss" in h]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+@pytest.mark.parametrize("extra", [
+    ["optimizer=sgd", "optimizer.nesterov=true", "scheduler=step", "scheduler.step_size=5"],
+    ["optimizer=adam", "scheduler=linear"],
+    ["optimizer=adadelta", "scheduler=exponential"],
+    ["optimizer=rmsprop", "optimizer.momentum=0.5", "scheduler=constant"],
+    ["trainer.grad_accum_steps=2", "trainer.l1=1e-5", "trainer.l2=1e-4", "model.dropout=0.1",
+     "model.num_layers=2", "model.tie_embeddings=true", "model.embedding_size=32"],
+    ["trainer.precision=bf16"],
+])
+def test_optimizers_schedules_and_loop_options_run(extra, in_tmp):
+    assert run_msr("train", *TINY, *TINY_MODEL["lstm"], "trainer.max_steps=10", *extra, "hydra.run.dir=run") == 0
+    assert read_metrics(in_tmp / "run")["status"] == "completed"
+
+
+def test_early_stopping_stops_and_keeps_the_best(in_tmp):
+    args = [*TINY, *TINY_MODEL["gru"], "trainer.max_steps=200", "trainer.eval_every=2",
+            "trainer.early_stopping.patience=2", "trainer.early_stopping.monitor=val/loss",
+            "optimizer.lr=1e-9", "scheduler=constant", "scheduler.warmup_steps=0"]
+    assert run_msr("train", *args, "hydra.run.dir=run") == 0
+    metrics = read_metrics(in_tmp / "run")
+    assert metrics["stopped_early"] is True and metrics["steps"] < 200
+    best = json.loads((in_tmp / "run/checkpoints/best/meta.json").read_text())
+    assert best["step"] == metrics["best_step"]
+
+
+def test_fp16_on_cpu_is_refused_and_recorded(in_tmp, capsys):
+    assert run_msr("train", *TINY, *TINY_MODEL["rnn"], "device=cpu", "trainer.precision=fp16",
+                   "hydra.run.dir=run") == 2
+    assert "trainer.precision=fp16 needs a CUDA device" in capsys.readouterr().err
+    metrics = read_metrics(in_tmp / "run")
+    assert metrics["status"] == "failed" and "fp16" in metrics["reason"]
