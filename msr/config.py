@@ -299,7 +299,7 @@ class EarlyStoppingConfig(Validated):
 
 @dataclass
 class TrainerConfig(Validated):
-    max_steps: int = 1500
+    max_steps: int = 3000
     batch_size: int = 64
     grad_accum_steps: int = 1
     grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off

@@ -36,6 +36,15 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()  # mkstemp makes 0600 files; a run's files are as readable as any other
 
 
+def interactive() -> bool:
+    """A live progress bar only for a single run on a terminal; sweeps and pipes get log lines."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    return sys.stderr.isatty() and not multirun
+
+
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
     """Call `write(file)` on a temporary file beside `path`, fsync it, then rename it to `path`."""
     path = Path(path)
@@ -59,19 +68,19 @@ def write_json(path: Path, data: dict) -> None:
 class RunDir:
     """One run's folder: history.jsonl, metrics.json and checkpoints/."""
 
-    def __init__(self, path: str | Path, command: str):
+    def __init__(self, path: str | Path, command: str, command_line: str):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoints = self.path / "checkpoints"
-        self.command = command
+        self.command, self.command_line = command, command_line
         self._t0 = time.perf_counter()
 
     def begin(self) -> None:
-        self.write_metrics({"command": self.command, "status": "running"})
+        self.write_metrics({"command": self.command, "status": "running", "command_line": self.command_line})
 
     def end(self, status: str, reason: str | None = None, **summary: Any) -> dict:
         """Write the final metrics.json: status (completed | failed | interrupted) and summary."""
-        record = {"command": self.command, "status": status}
+        record = {"command": self.command, "status": status, "command_line": self.command_line}
         if reason:
             record["reason"] = reason
         record.update(summary)

@@ -26,6 +26,7 @@ def test_every_model_trains_and_leaves_a_complete_run_folder(model, in_tmp):
     metrics = read_metrics(run)
     assert METRIC_KEYS <= metrics.keys()
     assert metrics["command"] == "train" and metrics["status"] == "completed"
+    assert metrics["command_line"] == "msr train " + " ".join([*TINY, *TINY_MODEL[model], f"hydra.run.dir={run}"])
     assert metrics["steps"] == 20 and metrics["parameters"] > 0 and metrics["tokens_per_second"] > 0
     assert {"val/loss", "val/accuracy", "test/loss", "test/accuracy"} <= metrics["metrics"].keys()
     assert set(metrics["accuracy_by_steps"]) == {"1", "2", "3", "4"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import shlex
 import sys
 
 from msr.errors import UserError
@@ -20,7 +21,9 @@ def run_command(command: str, cfg) -> dict:
 
     from msr.runs import RunDir
 
-    run = RunDir(HydraConfig.get().runtime.output_dir, command)
+    hydra = HydraConfig.get()
+    command_line = shlex.join(["msr", command, *hydra.overrides.task])  # this job's own overrides
+    run = RunDir(hydra.runtime.output_dir, command, command_line)
     run.begin()
     module = importlib.import_module(f"msr.commands.{command}")
     try:

@@ -22,7 +22,7 @@ from msr.device import resolve_device
 from msr.errors import UserError
 from msr.eval.metrics import evaluate
 from msr.models import build_model, count_parameters
-from msr.runs import RunDir
+from msr.runs import RunDir, interactive
 from msr.train.checkpoint import load_weights, save_checkpoint
 from msr.train.loop import Trainer, fit
 from msr.train.optim import build_optimizer, build_scheduler
@@ -66,7 +66,8 @@ def run(dict_cfg, run: RunDir) -> dict:
         trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **state}
         save_checkpoint(run.checkpoints / name, model, tokenizer, {**meta, **state}, trainer_state)
 
-    result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, run.log_history, save)
+    result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, run.log_history, save,
+                 interactive=interactive())
 
     load_weights(run.checkpoints / "best", model, device)
     test = evaluate(model, data["test"], cfg.trainer.eval_batch_size, trainer.autocast)

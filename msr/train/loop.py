@@ -90,7 +90,8 @@ class EarlyStopping:
 
 
 def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int,
-        log_history: Callable[[dict], None], save: Callable[[str, int, dict], None]) -> dict:
+        log_history: Callable[[dict], None], save: Callable[[str, int, dict], None],
+        interactive: bool = False) -> dict:
     """Train for cfg.max_steps optimizer steps (or until early stopping); returns a summary."""
     if len(train) < cfg.batch_size:
         raise UserError(f"trainer.batch_size={cfg.batch_size} is larger than the training split "
@@ -104,7 +105,7 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
     trainer.model.train()
     t0 = time.perf_counter()
     step = 0
-    with Progress(cfg.max_steps) as progress:
+    with Progress(cfg.max_steps, interactive) as progress:
         while step < cfg.max_steps:
             step += 1
             batches = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 
 log = logging.getLogger("msr")
@@ -15,9 +14,8 @@ def _eta(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, start: int = 0, interactive: bool | None = None):
-        self.total, self.start = total, start
-        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+    def __init__(self, total: int, interactive: bool, start: int = 0):
+        self.total, self.start, self.interactive = total, start, interactive
         self._bar = None
 
     def __enter__(self) -> "Progress":

@@ -1,0 +1,162 @@
+"""Training throughput of msr's `Trainer.step` against a bare PyTorch loop doing the same work.
+
+For each model family, one model is built with `msr.models.build_model`; the bare loop gets a
+`copy.deepcopy` of it before any training, so both start from identical weights. Both sides
+run in this process on the same pre-generated [B, T] token batches (labels = next tokens,
+the last third of positions supervised, the rest -100) and each optimizer step does:
+
+    forward -> cross-entropy over target positions -> backward -> clip global grad norm to 1.0
+    -> AdamW step (lr 3e-3, weight decay on matrices only) -> LambdaLR step (msr's warmup +
+    cosine multiplier), with zero_grad(set_to_none=True) once per step: msr calls it after the
+    optimizer step, the bare loop before backward; either way backward allocates fresh grads.
+
+msr: `Trainer(model, build_optimizer(...), build_scheduler(...), TrainerConfig(), device).step`,
+which adds its fp32-disabled autocast / GradScaler wrappers and loss bookkeeping; those
+wrappers are exactly the overhead being measured. Bare: the hand-written loop in `bare_step`.
+
+tokens/s = B * T * chunk / seconds-per-chunk. Each side runs --repeats x --steps timed steps,
+in chunks of --chunk steps that alternate between the sides (which side goes first flips every
+round), and the median chunk time is used: bursts of load from other processes then land on
+both sides alike and drop out, where long back-to-back blocks swung the ratio by +-20% on a
+busy 2-core machine. Prints a table and one `RATIO <model> <msr/bare>` line per model; exits 1
+if LSTM or Transformer is below --min-ratio, so it can serve as a check.
+
+Run:  python scripts/bench_train.py   [--models rnn,gru,lstm,transformer] [--threads 2] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from msr.config import AdamWConfig, CosineConfig, RecurrentConfig, TrainerConfig, TransformerConfig
+from msr.data.batching import IGNORE
+from msr.models import build_model, count_parameters
+from msr.train.loop import Trainer
+from msr.train.optim import build_optimizer, build_scheduler, lr_multiplier
+
+CHECKED = ("lstm", "transformer")  # the families the --min-ratio requirement applies to
+
+
+def model_config(name: str):
+    if name == "transformer":  # as conf/model/transformer.yaml
+        return TransformerConfig(d_model=128, n_layers=3, n_heads=4, d_ff=512)
+    return RecurrentConfig(name=name, embedding_size=64, hidden_size=128)  # as conf/model/<name>.yaml
+
+
+def make_batches(n: int, B: int, T: int, vocab: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Generated once so random-number and host-to-device costs stay out of the timing."""
+    batches = []
+    for _ in range(n):
+        seq = torch.randint(vocab, (B, T + 1))
+        labels = seq[:, 1:].clone()
+        labels[:, : T - T // 3] = IGNORE  # like the real data: only the answer is supervised
+        batches.append((seq[:, :-1].to(device), labels.to(device)))
+    return batches
+
+
+def bare_optimizer(model, opt_cfg, sched_cfg, total_steps):
+    # Same param groups as build_optimizer so AdamW does the same foreach work on both sides.
+    params = list(model.parameters())
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": opt_cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=opt_cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(sched_cfg, s, total_steps))
+    return opt, sched
+
+
+def bare_step(model, opt, sched, x, y, clip: float) -> None:
+    logits, _ = model(x)
+    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    sched.step()
+
+
+def timed(step, batches, steps: int, device) -> float:
+    """Seconds for `steps` calls of step(x, y), cycling through the batches."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for i in range(steps):
+        step(*batches[i % len(batches)])
+    sync()  # msr's step returns without a sync, so wait for queued GPU work on both sides
+    return time.perf_counter() - t0
+
+
+def bench(name: str, args, device) -> dict:
+    torch.manual_seed(0)
+    model = build_model(model_config(name), args.vocab).to(device)
+    bare_model = copy.deepcopy(model)  # before any step: same weights (deepcopy keeps tied weights tied)
+    opt_cfg, sched_cfg, trainer_cfg = AdamWConfig(lr=3e-3), CosineConfig(warmup_steps=100), TrainerConfig()
+    total = args.warmup + args.repeats * args.steps
+    optimizer = build_optimizer(opt_cfg, model)
+    trainer = Trainer(model, optimizer, build_scheduler(sched_cfg, optimizer, total), trainer_cfg, device)
+    opt, sched = bare_optimizer(bare_model, opt_cfg, sched_cfg, total)
+    model.train()
+    bare_model.train()
+    batches = make_batches(8, args.batch_size, args.seq_len, args.vocab, device)
+
+    sides = {"msr": lambda x, y: trainer.step([(x, y)]),
+             "bare": lambda x, y: bare_step(bare_model, opt, sched, x, y, trainer_cfg.grad_clip)}
+    for step in sides.values():  # allocator, thread pool and kernel caches warm for both sides
+        timed(step, batches, args.warmup, device)
+    seconds = {side: [] for side in sides}
+    for r in range(max(args.repeats * args.steps // args.chunk, 1)):
+        for side in (("msr", "bare") if r % 2 == 0 else ("bare", "msr")):
+            seconds[side].append(timed(sides[side], batches, args.chunk, device))
+    tokens = args.batch_size * args.seq_len * args.chunk
+    speed = {side: tokens / statistics.median(s) for side, s in seconds.items()}
+    return {"name": name, "params": count_parameters(model), **speed, "ratio": speed["msr"] / speed["bare"]}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", default="lstm,transformer", help="comma list of rnn, gru, lstm, transformer")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seq-len", type=int, default=16)
+    p.add_argument("--vocab", type=int, default=20)
+    p.add_argument("--steps", type=int, default=200, help="timed steps per repeat")
+    p.add_argument("--warmup", type=int, default=20, help="untimed steps per side before timing")
+    p.add_argument("--repeats", type=int, default=3, help="timed steps per side = repeats x steps")
+    p.add_argument("--chunk", type=int, default=10, help="steps per timed chunk; sides alternate by chunk")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--min-ratio", type=float, default=0.9)
+    args = p.parse_args()
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    if bad := [m for m in names if m not in ("rnn", "gru", "lstm", "transformer")]:
+        p.error(f"unknown model(s): {', '.join(bad)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+
+    results = [bench(name, args, device) for name in names]
+    table = Table(title=f"train step, B={args.batch_size} T={args.seq_len} {device.type} "
+                        f"threads={torch.get_num_threads()}, median of {args.chunk}-step chunks")
+    for col in ("model", "params", "bare tok/s", "msr tok/s", "msr/bare"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in results:
+        table.add_row(r["name"], f"{r['params']:,}", f"{r['bare']:,.0f}", f"{r['msr']:,.0f}",
+                      f"{r['ratio']:.3f}")
+    Console().print(table)
+    for r in results:
+        print(f"RATIO {r['name']} {r['ratio']:.3f}")
+    failed = [r["name"] for r in results if r["name"] in CHECKED and r["ratio"] < args.min_ratio]
+    if failed:
+        print(f"FAIL: msr below {args.min_ratio} of the bare loop for {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
