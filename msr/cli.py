@@ -60,14 +60,14 @@ def main(argv: list[str] | None = None) -> None:
     config.register()
     args = get_args_parser().parse_args(rest)
     # A job that will run is composed and validated here first, so that a bad value is refused
-    # before Hydra makes a run folder. --cfg, --info and --help only compose: Hydra's own
-    # composition errors are enough there, and one composition keeps them quick.
-    if args.help:
-        sys.stdout.write(command_help(command, args.overrides))
-        return
-    runs_a_job = not (args.help or args.hydra_help or args.cfg or args.info or args.shell_completion)
+    # before Hydra makes a run folder. --cfg and --info only compose: Hydra's own composition
+    # errors are enough there, and composing once keeps them quick.
+    runs_a_job = not (args.hydra_help or args.cfg or args.info or args.shell_completion)
     own_search_path = args.config_dir or args.config_path or args.config_name
     try:
+        if args.help:
+            sys.stdout.write(command_help(command, args.overrides))
+            return
         if runs_a_job and not own_search_path:
             check_overrides(CONF_DIR, command, args.overrides, args.multirun)
         run_hydra(command, rest)

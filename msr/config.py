@@ -30,12 +30,25 @@ def non_negative(key: str, value: float) -> None:
     require(value >= 0, key, value, "must be >= 0")
 
 
+def positive_ints(node: Any, prefix: str, *keys: str) -> None:
+    for key in keys:
+        value = getattr(node, key)
+        require(value >= 1, prefix + key, value, "must be a positive integer")
+
+
 def fraction(key: str, value: float) -> None:
     require(0 <= value < 1, key, value, "must be in [0, 1)")
 
 
 class Validated:
     """A schema whose `validate(prefix)` checks its own fields, then those of nested schemas."""
+
+    def check_name(self, p: str) -> None:
+        """`name` says which option of a group this is; changing it alone would switch code paths
+        without the option's keys, so it must stay the schema's own."""
+        expected = type(self).__dataclass_fields__["name"].default  # type: ignore[attr-defined]
+        require(self.name == expected, p + "name", self.name,  # type: ignore[attr-defined]
+                f"must be {expected}; choose another option with {p.rstrip('.')}=<option>")
 
     def check(self, prefix: str) -> None:
         """Range checks of this node's own fields; `prefix` names the node in messages."""
@@ -67,8 +80,7 @@ class RecurrentConfig(Validated):
 
     def check(self, p: str) -> None:
         require(self.name in ("rnn", "lstm", "gru"), p + "name", self.name, "one of rnn, lstm, gru")
-        for key in ("embedding_size", "hidden_size", "num_layers"):
-            require(getattr(self, key) >= 1, p + key, getattr(self, key), "must be a positive integer")
+        positive_ints(self, p, "embedding_size", "hidden_size", "num_layers")
         fraction(p + "dropout", self.dropout)
         require(
             not self.tie_embeddings or self.embedding_size == self.hidden_size,
@@ -91,9 +103,8 @@ class TransformerConfig(Validated):
     tie_embeddings: bool = True
 
     def check(self, p: str) -> None:
-        require(self.name == "transformer", p + "name", self.name, "must be transformer")
-        for key in ("d_model", "n_layers", "n_heads", "d_ff", "max_len"):
-            require(getattr(self, key) >= 1, p + key, getattr(self, key), "must be a positive integer")
+        self.check_name(p)
+        positive_ints(self, p, "d_model", "n_layers", "n_heads", "d_ff", "max_len")
         require(self.d_model % self.n_heads == 0, p + "n_heads", self.n_heads,
                 f"must divide model.d_model={self.d_model}")
         fraction(p + "dropout", self.dropout)
@@ -109,6 +120,7 @@ class OptimizerConfig(Validated):
     weight_decay: float = 0.0
 
     def check(self, p: str) -> None:
+        self.check_name(p)
         positive(p + "lr", self.lr)
         non_negative(p + "weight_decay", self.weight_decay)
 
@@ -184,27 +196,34 @@ class SchedulerConfig(Validated):
     warmup_steps: int = 0
 
     def check(self, p: str) -> None:
+        self.check_name(p)
         non_negative(p + "warmup_steps", self.warmup_steps)
 
 
 @dataclass
-class CosineConfig(SchedulerConfig):
-    name: str = "cosine"
-    min_lr_ratio: float = 0.1  # final lr as a share of optimizer.lr
+class DecayConfig(SchedulerConfig):
+    """A schedule that decays to min_lr_ratio * optimizer.lr by the last step."""
 
-    def check(self, p: str) -> None:
-        super().check(p)
-        require(0 <= self.min_lr_ratio <= 1, p + "min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
-
-
-@dataclass
-class LinearConfig(SchedulerConfig):
-    name: str = "linear"
     min_lr_ratio: float = 0.0
 
     def check(self, p: str) -> None:
         super().check(p)
         require(0 <= self.min_lr_ratio <= 1, p + "min_lr_ratio", self.min_lr_ratio, "must be in [0, 1]")
+
+
+@dataclass
+class CosineConfig(DecayConfig):
+    name: str = "cosine"
+    min_lr_ratio: float = 0.1
+
+
+@dataclass
+class LinearConfig(DecayConfig):
+    name: str = "linear"
+
+
+def decay_factor(key: str, value: float) -> None:
+    require(0 < value <= 1, key, value, "must be in (0, 1]")
 
 
 @dataclass
@@ -216,7 +235,7 @@ class StepConfig(SchedulerConfig):
     def check(self, p: str) -> None:
         super().check(p)
         positive(p + "step_size", self.step_size)
-        require(0 < self.gamma <= 1, p + "gamma", self.gamma, "must be in (0, 1]")
+        decay_factor(p + "gamma", self.gamma)
 
 
 @dataclass
@@ -226,7 +245,7 @@ class ExponentialConfig(SchedulerConfig):
 
     def check(self, p: str) -> None:
         super().check(p)
-        require(0 < self.gamma <= 1, p + "gamma", self.gamma, "must be in (0, 1]")
+        decay_factor(p + "gamma", self.gamma)
 
 
 # --- data/ -----------------------------------------------------------------------------------
@@ -239,7 +258,7 @@ class SplitConfig(Validated):
     max_steps: int = 4
 
     def check(self, p: str) -> None:
-        require(self.size >= 1, p + "size", self.size, "must be a positive integer")
+        positive_ints(self, p, "size")
         require(self.min_steps >= 1, p + "min_steps", self.min_steps, "must be >= 1")
         require(self.max_steps >= self.min_steps, p + "max_steps", self.max_steps,
                 f"must be >= {p}min_steps={self.min_steps}")
@@ -258,6 +277,7 @@ class ArithConfig(Validated):
     test: SplitConfig = field(default_factory=lambda: SplitConfig(size=600))
 
     def check(self, p: str) -> None:
+        self.check_name(p)
         require(self.modulus >= 2, p + "modulus", self.modulus, "must be >= 2")
         require(len(self.operators) > 0 and set(self.operators) <= set("+-*"), p + "operators",
                 self.operators, "a non-empty string of the characters + - *")
@@ -313,9 +333,8 @@ class TrainerConfig(Validated):
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
     def check(self, p: str) -> None:
-        for key in ("max_steps", "batch_size", "grad_accum_steps", "eval_every",
-                    "eval_batch_size", "log_every"):
-            require(getattr(self, key) >= 1, p + key, getattr(self, key), "must be a positive integer")
+        positive_ints(self, p, "max_steps", "batch_size", "grad_accum_steps", "eval_every",
+                      "eval_batch_size", "log_every")
         for key in ("grad_clip", "l1", "l2"):
             non_negative(p + key, getattr(self, key))
 
@@ -329,6 +348,11 @@ class TrainConfig(Validated):
     data: Any = MISSING
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def check(self, p: str) -> None:
+        train_size = self.data.train.size
+        require(self.trainer.batch_size <= train_size, "trainer.batch_size", self.trainer.batch_size,
+                f"must be at most data.train.size={train_size}")
 
 
 SCHEMAS = {

@@ -12,3 +12,7 @@ class ConfigError(UserError):
         super().__init__(f"{key}={value!r} is not allowed: {allowed}")
         self.key = key
         self.value = value
+
+
+class TrainingFailed(Exception):
+    """Training cannot go on (for example, the loss is no longer a number)."""

@@ -6,6 +6,7 @@ here each becomes a single line that names the key, the value and what is allowe
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -16,16 +17,34 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from msr.config import to_object
 from msr.errors import UserError
 
+MAX_CHECKED_JOBS = 256
+
 
 def check_overrides(conf_dir: Path, config_name: str, overrides: list[str], multirun: bool) -> None:
     """Raise UserError unless every job these overrides describe composes and validates."""
+    check_run_dir(overrides)
     for job in jobs_to_check(overrides, multirun):
         cfg = to_object(compose_config(conf_dir, config_name, job))
-        device = getattr(getattr(cfg, "device", None), "type", "auto")
-        if device not in ("auto", "cpu"):  # only then is torch worth importing here
-            from msr.device import resolve_device
+        check_device(cfg)
 
-            resolve_device(device)
+
+def check_run_dir(overrides: list[str]) -> None:
+    """Refuse a hydra.run.dir that holds a run already, before Hydra writes its config there."""
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key == "hydra.run.dir" and "${" not in value and (Path(value) / "metrics.json").exists():
+            raise UserError(f"hydra.run.dir={value} already holds a run; give this one its own folder")
+
+
+def check_device(cfg) -> None:
+    """A device or precision this machine lacks; torch is imported only when one is asked for."""
+    device = cfg.device.type
+    precision = cfg.trainer.precision
+    if device in ("auto", "cpu") and precision != "fp16":
+        return
+    from msr.device import check_precision, resolve_device
+
+    check_precision(precision, resolve_device(device))
 
 
 def compose_config(conf_dir: Path, config_name: str, overrides: list[str]):
@@ -54,13 +73,14 @@ def jobs_to_check(overrides: list[str], multirun: bool) -> list[list[str]]:
             choices[o.get_key_element()] = list(o.sweep_string_iterator())
         except Exception:  # an interval for a sweeper plugin: its values are not known yet
             continue
-    first = {key: values[0] for key, values in choices.items() if values}
-    jobs = []
-    for key, values in choices.items():
-        for value in values:
-            job = {**first, key: value}
-            jobs.append(fixed + [f"{k}={v}" for k, v in job.items()])
-    return jobs or [fixed]
+    # Every combination, so values that only clash together (sizes, heads) are caught too;
+    # past a few hundred jobs each value is still checked once against the first of the others.
+    combos = list(itertools.islice(itertools.product(*choices.values()), MAX_CHECKED_JOBS + 1))
+    if len(combos) > MAX_CHECKED_JOBS:
+        first = [values[0] for values in choices.values()]
+        combos = [tuple(v if j == i else first[j] for j in range(len(first)))
+                  for i, values in enumerate(choices.values()) for v in values]
+    return [fixed + [f"{k}={v}" for k, v in zip(choices, combo)] for combo in combos] or [fixed]
 
 
 def one_line(err: Exception) -> str:

@@ -6,6 +6,7 @@ over the old one (rename is atomic on POSIX), so readers see the old or the new 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -15,13 +16,23 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from msr.errors import UserError
+
+
+@functools.lru_cache(maxsize=None)
+def console():
+    """The one rich console on stderr, shared by log lines and the progress bar so they interleave."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
 
 def console_handler() -> logging.Handler:
     """Hydra's job_logging calls this: rich log lines on a terminal, plain lines otherwise."""
     if sys.stderr.isatty():
         from rich.logging import RichHandler
 
-        return RichHandler(show_path=False, markup=False, log_time_format="[%X]")
+        return RichHandler(console=console(), show_path=False, markup=False, log_time_format="[%X]")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
     return handler
@@ -43,6 +54,15 @@ def interactive() -> bool:
 
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     return sys.stderr.isatty() and not multirun
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
@@ -76,6 +96,8 @@ class RunDir:
         self._t0 = time.perf_counter()
 
     def begin(self) -> None:
+        if (self.path / "metrics.json").exists():
+            raise UserError(f"{self.path} already holds a run; give this one its own folder (hydra.run.dir=...)")
         self.write_metrics({"command": self.command, "status": "running", "command_line": self.command_line})
 
     def end(self, status: str, reason: str | None = None, **summary: Any) -> dict:
@@ -83,6 +105,8 @@ class RunDir:
         record = {"command": self.command, "status": status, "command_line": self.command_line}
         if reason:
             record["reason"] = reason
+        record.update({"metrics": {}, "accuracy_by_steps": {}, "steps": 0, "tokens_per_second": None,
+                       "parameters": None})  # what a run that stopped early could not measure
         record.update(summary)
         record["wall_seconds"] = round(time.perf_counter() - self._t0, 3)
         record["versions"] = versions()

@@ -28,7 +28,7 @@ from msr.train.optim import build_optimizer, build_scheduler, lr_multiplier
     (ExponentialConfig(gamma=0.9), 3, 0.729),
 ])
 def test_lr_multiplier(cfg, step, expected):
-    assert lr_multiplier(cfg, step, total_steps=110) == pytest.approx(expected)
+    assert lr_multiplier(cfg, step, total_steps=111) == pytest.approx(expected)  # 100 steps after warmup 10
 
 
 def test_scheduler_drives_the_optimizer_lr():
@@ -41,7 +41,9 @@ def test_scheduler_drives_the_optimizer_lr():
         opt.step()
         sched.step()
     assert lrs[0] == pytest.approx(0.1) and lrs[1] == pytest.approx(0.2)
-    assert lrs[7] == pytest.approx(0.2 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    # 10 steps after warmup: step 2 starts the decay, step 11 (the last) ends it at min_lr_ratio * lr
+    assert lrs[7] == pytest.approx(0.2 * 0.5 * (1 + math.cos(math.pi * 5 / 9)))
+    assert lrs[11] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_weight_decay_skips_biases_and_sgd_options_pass_through():

@@ -26,7 +26,8 @@ def test_every_model_trains_and_leaves_a_complete_run_folder(model, in_tmp):
     metrics = read_metrics(run)
     assert METRIC_KEYS <= metrics.keys()
     assert metrics["command"] == "train" and metrics["status"] == "completed"
-    assert metrics["command_line"] == "msr train " + " ".join([*TINY, *TINY_MODEL[model], f"hydra.run.dir={run}"])
+    # Hydra's own overrides (hydra.run.dir) stay out: a rerun must not write into this folder
+    assert metrics["command_line"] == "msr train " + " ".join([*TINY, *TINY_MODEL[model]])
     assert metrics["steps"] == 20 and metrics["parameters"] > 0 and metrics["tokens_per_second"] > 0
     assert {"val/loss", "val/accuracy", "test/loss", "test/accuracy"} <= metrics["metrics"].keys()
     assert set(metrics["accuracy_by_steps"]) == {"1", "2", "3", "4"}
@@ -113,9 +114,30 @@ def test_early_stopping_stops_and_keeps_the_best(in_tmp):
     assert best["step"] == metrics["best_step"]
 
 
-def test_fp16_on_cpu_is_refused_and_recorded(in_tmp, capsys):
-    assert run_msr("train", *TINY, *TINY_MODEL["rnn"], "device=cpu", "trainer.precision=fp16",
-                   "hydra.run.dir=run") == 2
+def test_fp16_on_cpu_is_refused_before_any_work(in_tmp, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert run_msr("train", *TINY, "device=cpu", "trainer.precision=fp16", "hydra.run.dir=run") == 2
     assert "trainer.precision=fp16 needs a CUDA device" in capsys.readouterr().err
+    assert not (in_tmp / "run").exists()
+
+
+def test_a_diverging_run_is_recorded_as_failed(in_tmp, capsys):
+    args = [*TINY, *TINY_MODEL["rnn"], "optimizer=sgd", "optimizer.lr=1e38", "trainer.grad_clip=0",
+            "scheduler=constant", "scheduler.warmup_steps=0", "trainer.log_every=1"]
+    assert run_msr("train", *args, "hydra.run.dir=run") == 1
+    err = capsys.readouterr().err
+    assert "msr: error: the training loss is" in err and "Traceback" not in err
     metrics = read_metrics(in_tmp / "run")
-    assert metrics["status"] == "failed" and "fp16" in metrics["reason"]
+    assert metrics["status"] == "failed" and metrics["reason"].startswith("the training loss is")
+    assert METRIC_KEYS <= metrics.keys()
+
+
+def test_a_folder_that_holds_a_run_is_not_reused(in_tmp, capsys):
+    assert run_msr("train", *TINY, *TINY_MODEL["gru"], "trainer.max_steps=2", "hydra.run.dir=run") == 0
+    before = (in_tmp / "run/.hydra/config.yaml").read_text()
+    assert run_msr("train", *TINY, *TINY_MODEL["gru"], "trainer.max_steps=3", "hydra.run.dir=run") == 2
+    assert "hydra.run.dir=run already holds a run" in capsys.readouterr().err
+    assert (in_tmp / "run/.hydra/config.yaml").read_text() == before
+    assert read_metrics(in_tmp / "run")["steps"] == 2

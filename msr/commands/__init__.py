@@ -11,7 +11,7 @@ import logging
 import shlex
 import sys
 
-from msr.errors import UserError
+from msr.errors import TrainingFailed, UserError
 
 log = logging.getLogger("msr")
 
@@ -28,17 +28,17 @@ def run_command(command: str, cfg) -> dict:
     module = importlib.import_module(f"msr.commands.{command}")
     try:
         summary = module.run(cfg, run)
-    except UserError as err:
+    except (UserError, TrainingFailed) as err:
         run.end("failed", reason=str(err))
         sys.stderr.write(f"msr: error: {err}\n")
-        sys.exit(2)
+        sys.exit(2 if isinstance(err, UserError) else 1)
     except KeyboardInterrupt:
         run.end("interrupted", reason="interrupted by the user (Ctrl-C)")
         sys.stderr.write(f"msr: interrupted; the run folder is {run.path}\n")
         sys.exit(130)
-    except Exception as err:
+    except Exception as err:  # a bug, not a user mistake: keep the traceback
         run.end("failed", reason=f"{type(err).__name__}: {err}")
-        raise
+        raise RuntimeError(f"msr {command} crashed; the run folder is {run.path}") from err
     record = run.end("completed", **summary)
     log.info("run folder: %s", run.path)
     return record

@@ -62,7 +62,7 @@ def run(dict_cfg, run: RunDir) -> dict:
     meta = {"model": asdict(cfg.model), "vocab_size": tokenizer.vocab_size, "task": cfg.data.name,
             "config": OmegaConf.to_container(dict_cfg, resolve=True)}
 
-    def save(name: str, step: int, state: dict) -> None:
+    def save(name: str, state: dict) -> None:
         trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **state}
         save_checkpoint(run.checkpoints / name, model, tokenizer, {**meta, **state}, trainer_state)
 

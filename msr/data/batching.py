@@ -8,7 +8,7 @@ target tokens only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -19,27 +19,24 @@ IGNORE = -100
 
 @dataclass
 class EncodedSplit:
-    inputs: torch.Tensor  # [N, L] long, right-padded with <pad>
-    labels: torch.Tensor  # [N, L] long, IGNORE outside the target
-    lengths: torch.Tensor  # [N] tokens in `inputs` that are not padding
-    steps: torch.Tensor  # [N] reasoning steps, -1 where unknown
+    inputs: torch.Tensor  # [N, L] long, right-padded with <pad>; on the training device
+    labels: torch.Tensor  # [N, L] long, IGNORE outside the target; on the training device
+    lengths: torch.Tensor  # [N] tokens in `inputs` that are not padding; always on the CPU
+    steps: torch.Tensor  # [N] reasoning steps, -1 where unknown; always on the CPU
     unknown_tokens: int  # input/target symbols the vocabulary did not have
 
     def __len__(self) -> int:
         return self.inputs.shape[0]
 
-    @property
-    def target_tokens(self) -> int:
-        return int((self.labels != IGNORE).sum())
-
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows `index`, cut to the longest of them so short batches do not pay for padding."""
+        """Rows `index` (a CPU tensor), cut to the longest of them so short batches do not pay
+        for padding. The width comes from CPU lengths, so no device sync is needed."""
         width = int(self.lengths[index].max())
+        index = index.to(self.inputs.device)
         return self.inputs[index, :width], self.labels[index, :width]
 
     def to(self, device) -> "EncodedSplit":
-        return EncodedSplit(self.inputs.to(device), self.labels.to(device), self.lengths.to(device),
-                            self.steps.to(device), self.unknown_tokens)
+        return replace(self, inputs=self.inputs.to(device), labels=self.labels.to(device))
 
 
 def encode(records: list[dict], tokenizer: TextTokenizer) -> EncodedSplit:

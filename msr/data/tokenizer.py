@@ -28,6 +28,7 @@ class TextTokenizer:
         vocab = {token: i for i, token in enumerate([*SPECIALS, *words])}
         tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
         tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        tokenizer.add_special_tokens(list(SPECIALS))  # same ids; now skipped by decode()
         return cls(tokenizer)
 
     @classmethod

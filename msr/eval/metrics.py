@@ -24,7 +24,7 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext) 
     loss_sum, tokens, token_hits = 0.0, 0, 0
     correct = torch.zeros(len(split), dtype=torch.bool)
     for start in range(0, len(split), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(split)), device=split.inputs.device)
+        index = torch.arange(start, min(start + batch_size, len(split)))
         inputs, labels = split.batch(index)
         with autocast():
             logits, _ = model(inputs)
@@ -41,7 +41,7 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext) 
         "loss": loss_sum / max(tokens, 1),
         "accuracy": int(correct.sum()) / max(len(split), 1),
         "token_accuracy": token_hits / max(tokens, 1),
-        "by_steps": accuracy_by_steps(correct, split.steps.cpu()),
+        "by_steps": accuracy_by_steps(correct, split.steps),
     }
 
 

@@ -8,7 +8,6 @@ weights come from safetensors, the trainer state through torch.load(weights_only
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from msr.data.tokenizer import TextTokenizer
-from msr.runs import atomic_write
+from msr.runs import fsync_path
 
 FORMAT_VERSION = 1
 
@@ -26,19 +25,28 @@ def save_checkpoint(directory: Path, model: nn.Module, tokenizer: TextTokenizer,
                     trainer_state: dict | None = None) -> None:
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in directory.parent.glob(f".{directory.name}.*"):  # left by a run that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = directory.with_name(f".{directory.name}.tmp")
     tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"))
-    atomic_write(tmp / "tokenizer.json", lambda f: f.write(tokenizer.to_str()))
-    atomic_write(tmp / "meta.json", lambda f: f.write(json.dumps({"format": FORMAT_VERSION, **meta}, indent=2)))
-    if trainer_state is not None:
-        atomic_write(tmp / "trainer_state.pt", lambda f: torch.save(trainer_state, f), mode="wb")
-    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-    if directory.exists():
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        save_model(model, str(tmp / "model.safetensors"))
+        (tmp / "tokenizer.json").write_text(tokenizer.to_str())
+        (tmp / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, **meta}, indent=2))
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / "trainer_state.pt")
+        for path in tmp.iterdir():
+            fsync_path(path)
+        # Swap the folder in: a crash between the two renames leaves the old one as .NAME.old
+        old = directory.with_name(f".{directory.name}.old")
+        if directory.exists():
+            directory.rename(old)
+        tmp.rename(directory)
+        fsync_path(directory.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def load_weights(directory: Path, model: nn.Module, device: torch.device | str = "cpu") -> None:

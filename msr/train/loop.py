@@ -14,15 +14,11 @@ from torch import nn
 
 from msr.data.batching import IGNORE, BatchOrder, EncodedSplit
 from msr.device import check_precision
-from msr.errors import UserError
+from msr.errors import TrainingFailed
 from msr.eval.metrics import evaluate
 from msr.train.progress import Progress
 
 log = logging.getLogger("msr")
-
-
-class TrainingFailed(Exception):
-    """Training cannot go on (for example, the loss is no longer a number)."""
 
 
 class Trainer:
@@ -37,11 +33,12 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.penalized = [p for p in model.parameters() if p.dim() >= 2] if cfg.l1 or cfg.l2 else []
 
-    def loss(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over target tokens (labels elsewhere are IGNORE)."""
+    def loss(self, inputs: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        """Cross-entropy over target tokens (labels elsewhere are IGNORE)."""
         with self.autocast():
             logits, _ = self.forward(inputs)
-        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
+                               reduction=reduction)
 
     def penalty(self) -> torch.Tensor:
         l1 = sum(p.abs().sum() for p in self.penalized)
@@ -49,12 +46,21 @@ class Trainer:
         return self.cfg.l1 * l1 + self.cfg.l2 * l2
 
     def step(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """Returns the step's loss (without penalty) as a tensor: no device sync here."""
-        total = 0.0
-        for inputs, labels in batches:
-            loss = self.loss(inputs, labels) / len(batches)
+        """Returns the step's loss (without penalty) as a tensor: no device sync here.
+
+        Over several micro-batches the loss is the mean over all their target tokens, so
+        accumulating gradients gives the same update as one large batch."""
+        if len(batches) == 1:
+            loss = self.loss(*batches[0])
             self.scaler.scale(loss).backward()
-            total = total + loss.detach()
+            total = loss.detach()
+        else:
+            target_tokens = sum((labels != IGNORE).sum() for _, labels in batches)
+            total = 0.0
+            for inputs, labels in batches:
+                loss = self.loss(inputs, labels, reduction="sum") / target_tokens
+                self.scaler.scale(loss).backward()
+                total = total + loss.detach()
         if self.penalized:
             self.scaler.scale(self.penalty()).backward()
         if self.cfg.grad_clip > 0:
@@ -68,20 +74,25 @@ class Trainer:
 
 
 class EarlyStopping:
+    """Tracks the best evaluation (any strict improvement) and the patience count (improvements
+    smaller than min_delta do not reset it)."""
+
     def __init__(self, cfg):
         self.cfg = cfg
         self.maximize = cfg.monitor.endswith("accuracy")
         self.best: float | None = None
         self.best_step = 0
+        self.best_metrics: dict = {}
         self.evals_without_improvement = 0
 
-    def update(self, value: float, step: int) -> bool:
+    def update(self, metrics: dict, step: int) -> bool:
         """Record an evaluation; True when it is the best so far."""
-        gain = (value - self.best if self.maximize else self.best - value) if self.best is not None else math.inf
-        if gain > self.cfg.min_delta or self.best is None:
-            self.best, self.best_step, self.evals_without_improvement = value, step, 0
+        value = metrics[self.cfg.monitor]
+        gain = math.inf if self.best is None else (value - self.best if self.maximize else self.best - value)
+        self.evals_without_improvement = 0 if gain > self.cfg.min_delta else self.evals_without_improvement + 1
+        if gain > 0:
+            self.best, self.best_step, self.best_metrics = value, step, dict(metrics)
             return True
-        self.evals_without_improvement += 1
         return False
 
     @property
@@ -90,31 +101,29 @@ class EarlyStopping:
 
 
 def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int,
-        log_history: Callable[[dict], None], save: Callable[[str, int, dict], None],
+        log_history: Callable[[dict], None], save: Callable[[str, dict], None],
         interactive: bool = False) -> dict:
-    """Train for cfg.max_steps optimizer steps (or until early stopping); returns a summary."""
-    if len(train) < cfg.batch_size:
-        raise UserError(f"trainer.batch_size={cfg.batch_size} is larger than the training split "
-                        f"({len(train)} examples); lower trainer.batch_size")
-    device = train.inputs.device
+    """Train for cfg.max_steps optimizer steps (or until early stopping); returns a summary
+    whose validation metrics are those of the best evaluation (the `best` checkpoint)."""
     order = BatchOrder(len(train), cfg.batch_size, seed)
-    lengths = train.lengths.cpu()
     stopper = EarlyStopping(cfg.early_stopping)
+    sync = torch.cuda.synchronize if train.inputs.is_cuda else (lambda: None)
     tokens, train_seconds, running_loss, running_steps = 0, 0.0, 0.0, 0
-    val_metrics: dict = {}
+    stopped_early = False
     trainer.model.train()
     t0 = time.perf_counter()
     step = 0
     with Progress(cfg.max_steps, interactive) as progress:
-        while step < cfg.max_steps:
-            step += 1
+        while step < cfg.max_steps and not stopped_early:
+            lr = trainer.optimizer.param_groups[0]["lr"]  # the lr this step uses
             batches = []
             for micro in range(cfg.grad_accum_steps):
-                index = order((step - 1) * cfg.grad_accum_steps + micro)
-                tokens += int(lengths[index].sum())
-                batches.append(train.batch(index.to(device)))
+                index = order(step * cfg.grad_accum_steps + micro)
+                tokens += int(train.lengths[index].sum())
+                batches.append(train.batch(index))
             running_loss = running_loss + trainer.step(batches)
             running_steps += 1
+            step += 1
 
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 loss = float(running_loss) / running_steps  # the one device sync per log interval
@@ -122,36 +131,36 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
                 if not math.isfinite(loss):
                     raise TrainingFailed(f"the training loss is {loss} at step {step}")
                 train_seconds += time.perf_counter() - t0
-                lr = trainer.optimizer.param_groups[0]["lr"]
                 speed = tokens / max(train_seconds, 1e-9)
                 log_history({"step": step, "train/loss": loss, "lr": lr, "tokens_per_second": speed})
                 progress.update(step, loss, lr, speed)
                 t0 = time.perf_counter()
 
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                sync()
                 train_seconds += time.perf_counter() - t0
                 result = evaluate(trainer.model, val, cfg.eval_batch_size, trainer.autocast)
-                val_metrics = {"val/loss": result["loss"], "val/accuracy": result["accuracy"]}
-                improved = stopper.update(val_metrics[cfg.early_stopping.monitor], step)
-                log_history({"step": step, **val_metrics})
+                metrics = {"val/loss": result["loss"], "val/accuracy": result["accuracy"]}
+                improved = stopper.update(metrics, step)
+                log_history({"step": step, **metrics})
                 log.info("step %d: val loss %.4f, val accuracy %.4f%s", step, result["loss"],
                          result["accuracy"], " (best so far)" if improved else "")
-                state = {"step": step, "metrics": val_metrics}
+                state = {"step": step, "metrics": metrics}
                 if improved:
-                    save("best", step, state)
-                save("last", step, state)
-                if stopper.should_stop:
-                    log.info("early stopping: %s has not improved for %d evaluations (best %.4f at step %d)",
-                             cfg.early_stopping.monitor, cfg.early_stopping.patience, stopper.best,
-                             stopper.best_step)
-                    break
+                    save("best", state)
+                save("last", state)
+                if stopper.should_stop and step < cfg.max_steps:
+                    stopped_early = True
+                    log.info("early stopping: %s has not improved by more than %g for %d evaluations "
+                             "(best %.4f at step %d)", cfg.early_stopping.monitor, cfg.early_stopping.min_delta,
+                             cfg.early_stopping.patience, stopper.best, stopper.best_step)
                 t0 = time.perf_counter()
     return {
         "steps": step,
         "best_step": stopper.best_step,
-        "stopped_early": stopper.should_stop,
+        "stopped_early": stopped_early,
         "tokens": tokens,
         "train_seconds": train_seconds,
         "tokens_per_second": tokens / max(train_seconds, 1e-9),
-        "val": val_metrics,
+        "val": stopper.best_metrics,
     }

@@ -36,7 +36,7 @@ def lr_multiplier(cfg, step: int, total_steps: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
     done = step - warmup
-    progress = min(done / max(total_steps - warmup, 1), 1.0)
+    progress = min(done / max(total_steps - warmup - 1, 1), 1.0)  # the last step is at the end
     if cfg.name == "cosine":
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     if cfg.name == "linear":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
+from msr.runs import console
+
 log = logging.getLogger("msr")
 
 
@@ -28,7 +30,7 @@ class Progress:
                 TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]}"), TextColumn("lr {task.fields[lr]}"),
                 TextColumn("{task.fields[speed]} tok/s"), TextColumn("eta"), TimeRemainingColumn(),
-                transient=False,
+                console=console(), transient=False,
             )
             self._bar.start()
             self._task = self._bar.add_task("train", total=self.total, completed=self.start,
