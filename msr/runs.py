@@ -27,14 +27,14 @@ def console():
     return Console(stderr=True)
 
 
-def console_handler() -> logging.Handler:
+def console_handler(format: str, datefmt: str) -> logging.Handler:
     """Hydra's job_logging calls this: rich log lines on a terminal, plain lines otherwise."""
     if sys.stderr.isatty():
         from rich.logging import RichHandler
 
-        return RichHandler(console=console(), show_path=False, markup=False, log_time_format="[%X]")
+        return RichHandler(console=console(), show_path=False, markup=False, log_time_format=f"[{datefmt}]")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
+    handler.setFormatter(logging.Formatter(format, datefmt))
     return handler
 
 

@@ -1,18 +1,18 @@
-"""Training throughput of msr's `Trainer.step` against a bare PyTorch loop doing the same work.
+"""Training throughput of msr's training step against a bare PyTorch loop doing the same work.
 
 For each model family, one model is built with `msr.models.build_model`; the bare loop gets a
 `copy.deepcopy` of it before any training, so both start from identical weights. Both sides
-run in this process on the same pre-generated [B, T] token batches (labels = next tokens,
-the last third of positions supervised, the rest -100) and each optimizer step does:
+run in this process on the same data set of [N, T] token sequences held on the device (labels =
+next tokens, the last third of positions supervised, the rest -100) and each step does:
 
-    forward -> cross-entropy over target positions -> backward -> clip global grad norm to 1.0
-    -> AdamW step (lr 3e-3, weight decay on matrices only) -> LambdaLR step (msr's warmup +
-    cosine multiplier), with zero_grad(set_to_none=True) once per step: msr calls it after the
-    optimizer step, the bare loop before backward; either way backward allocates fresh grads.
+    fetch B rows -> forward -> cross-entropy over target positions -> backward -> clip global
+    grad norm to 1.0 -> AdamW step (lr 3e-3, weight decay on matrices only) -> LambdaLR step
+    (msr's warmup + cosine multiplier), with zero_grad(set_to_none=True) once per step.
 
-msr: `Trainer(model, build_optimizer(...), build_scheduler(...), TrainerConfig(), device).step`,
-which adds its fp32-disabled autocast / GradScaler wrappers and loss bookkeeping; those
-wrappers are exactly the overhead being measured. Bare: the hand-written loop in `bare_step`.
+msr: what `msr.train.loop.fit` runs per step: the shuffled `BatchOrder` index, the token count,
+`EncodedSplit.batch` (rows trimmed to the longest), then `Trainer.step` with its fp32-disabled
+autocast / GradScaler wrappers. Bare: nanoGPT-style random rows, then the hand-written loop in
+`bare_step`. The difference between the two is exactly msr's overhead.
 
 tokens/s = B * T * chunk / seconds-per-chunk. Each side runs --repeats x --steps timed steps,
 in chunks of --chunk steps that alternate between the sides (which side goes first flips every
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import statistics
 import sys
 import time
@@ -38,7 +39,7 @@ from rich.console import Console
 from rich.table import Table
 
 from msr.config import AdamWConfig, CosineConfig, RecurrentConfig, TrainerConfig, TransformerConfig
-from msr.data.batching import IGNORE
+from msr.data.batching import IGNORE, BatchOrder, EncodedSplit
 from msr.models import build_model, count_parameters
 from msr.train.loop import Trainer
 from msr.train.optim import build_optimizer, build_scheduler, lr_multiplier
@@ -52,15 +53,13 @@ def model_config(name: str):
     return RecurrentConfig(name=name, embedding_size=64, hidden_size=128)  # as conf/model/<name>.yaml
 
 
-def make_batches(n: int, B: int, T: int, vocab: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Generated once so random-number and host-to-device costs stay out of the timing."""
-    batches = []
-    for _ in range(n):
-        seq = torch.randint(vocab, (B, T + 1))
-        labels = seq[:, 1:].clone()
-        labels[:, : T - T // 3] = IGNORE  # like the real data: only the answer is supervised
-        batches.append((seq[:, :-1].to(device), labels.to(device)))
-    return batches
+def make_split(n: int, T: int, vocab: int, device) -> EncodedSplit:
+    """A data set of n sequences, on the device once, as msr's training loop holds its data."""
+    seq = torch.randint(vocab, (n, T + 1))
+    labels = seq[:, 1:].clone()
+    labels[:, : T - T // 3] = IGNORE  # like the real data: only the answer is supervised
+    split = EncodedSplit(seq[:, :-1], labels, torch.full((n,), T), torch.full((n,), -1), 0)
+    return split.to(device)
 
 
 def bare_optimizer(model, opt_cfg, sched_cfg, total_steps):
@@ -83,13 +82,13 @@ def bare_step(model, opt, sched, x, y, clip: float) -> None:
     sched.step()
 
 
-def timed(step, batches, steps: int, device) -> float:
-    """Seconds for `steps` calls of step(x, y), cycling through the batches."""
+def timed(step, steps: int, device) -> float:
+    """Seconds for `steps` calls of step()."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     t0 = time.perf_counter()
-    for i in range(steps):
-        step(*batches[i % len(batches)])
+    for _ in range(steps):
+        step()
     sync()  # msr's step returns without a sync, so wait for queued GPU work on both sides
     return time.perf_counter() - t0
 
@@ -105,16 +104,27 @@ def bench(name: str, args, device) -> dict:
     opt, sched = bare_optimizer(bare_model, opt_cfg, sched_cfg, total)
     model.train()
     bare_model.train()
-    batches = make_batches(8, args.batch_size, args.seq_len, args.vocab, device)
+    split = make_split(64 * args.batch_size, args.seq_len, args.vocab, device)
+    order, counter = BatchOrder(len(split), args.batch_size, seed=0), itertools.count()
 
-    sides = {"msr": lambda x, y: trainer.step([(x, y)]),
-             "bare": lambda x, y: bare_step(bare_model, opt, sched, x, y, trainer_cfg.grad_clip)}
+    def msr_step() -> None:
+        # what msr's fit() does per step: the step's rows, token count, a trimmed batch, the update
+        index = order(next(counter))
+        int(split.lengths[index].sum())
+        trainer.step([split.batch(index)])
+
+    def bare() -> None:
+        # nanoGPT-style get_batch: random rows of the tensors already on the device
+        index = torch.randint(len(split), (args.batch_size,), device=device)
+        bare_step(bare_model, opt, sched, split.inputs[index], split.labels[index], trainer_cfg.grad_clip)
+
+    sides = {"msr": msr_step, "bare": bare}
     for step in sides.values():  # allocator, thread pool and kernel caches warm for both sides
-        timed(step, batches, args.warmup, device)
+        timed(step, args.warmup, device)
     seconds = {side: [] for side in sides}
     for r in range(max(args.repeats * args.steps // args.chunk, 1)):
         for side in (("msr", "bare") if r % 2 == 0 else ("bare", "msr")):
-            seconds[side].append(timed(sides[side], batches, args.chunk, device))
+            seconds[side].append(timed(sides[side], args.chunk, device))
     tokens = args.batch_size * args.seq_len * args.chunk
     speed = {side: tokens / statistics.median(s) for side, s in seconds.items()}
     return {"name": name, "params": count_parameters(model), **speed, "ratio": speed["msr"] / speed["bare"]}

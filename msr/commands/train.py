@@ -46,6 +46,10 @@ def run(dict_cfg, run: RunDir) -> dict:
     data = {name: encode(records, tokenizer).to(device) for name, records in splits.items()}
     log.info("data %s: %s; vocabulary %d tokens", cfg.data.name,
              ", ".join(f"{name} {len(split)}" for name, split in data.items()), tokenizer.vocab_size)
+    for name, split in data.items():
+        if split.unknown_tokens:
+            log.warning("%s: %d symbols are not in the training vocabulary and map to <unk>", name,
+                        split.unknown_tokens)
     longest = max(int(split.lengths.max()) for split in data.values())
     max_len = getattr(cfg.model, "max_len", None)
     if max_len is not None and longest > max_len:

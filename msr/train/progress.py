@@ -16,8 +16,8 @@ def _eta(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, interactive: bool, start: int = 0):
-        self.total, self.start, self.interactive = total, start, interactive
+    def __init__(self, total: int, interactive: bool):
+        self.total, self.interactive = total, interactive
         self._bar = None
 
     def __enter__(self) -> "Progress":
@@ -33,7 +33,7 @@ class Progress:
                 console=console(), transient=False,
             )
             self._bar.start()
-            self._task = self._bar.add_task("train", total=self.total, completed=self.start,
+            self._task = self._bar.add_task("train", total=self.total, completed=0,
                                             loss="-", lr="-", speed="-")
         return self
 
@@ -47,6 +47,6 @@ class Progress:
             self._bar.update(self._task, completed=step, **fields)
             return
         elapsed = time.perf_counter() - self._t0
-        eta = elapsed / max(step - self.start, 1) * (self.total - step)
+        eta = elapsed / max(step, 1) * (self.total - step)
         log.info("step %d/%d  loss %s  lr %s  %s tok/s  eta %s",
                  step, self.total, fields["loss"], fields["lr"], fields["speed"], _eta(eta))
