@@ -84,7 +84,8 @@ def command_help(command: str, overrides: list[str]) -> str:
     groups = []
     for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"):
         options = ", ".join(sorted(f.stem for f in group.glob("*.yaml")))
-        groups.append(f"  {group.name}: {options}")
+        add = "+" if group.name == "experiment" else ""  # presets are added, not swapped: +experiment=NAME
+        groups.append(f"  {add}{group.name}: {options}")
     config = OmegaConf.to_yaml(compose_config(CONF_DIR, command, overrides))
     return (
         f"msr {command}: {COMMANDS[command]}\n\n"

@@ -101,6 +101,7 @@ class TransformerConfig(Validated):
     positions: Positions = Positions.learned
     max_len: int = 256
     tie_embeddings: bool = True
+    share_layers: bool = False  # one block applied n_layers times (Universal Transformer)
 
     def check(self, p: str) -> None:
         self.check_name(p)

@@ -26,7 +26,14 @@ def test_command_help_shows_groups_and_config(capsys):
     assert "optimizer: adadelta, adam, adamw, rmsprop, sgd" in out
     assert "scheduler: constant, cosine, exponential, linear, step" in out
     assert "device: auto, cpu, cuda, mps" in out
+    assert "+experiment: transformer_arith" in out
     assert "max_steps:" in out
+
+
+def test_experiment_presets_compose(capsys, in_tmp):
+    assert run_msr("train", "+experiment=transformer_arith", "--cfg", "job") == 0
+    out = capsys.readouterr().out
+    assert "name: transformer" in out and "max_steps: 20000" in out and "size: 100000" in out
 
 
 def test_cfg_job_prints_the_composed_config(capsys, in_tmp):

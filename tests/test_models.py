@@ -15,6 +15,8 @@ CONFIGS = {
     "transformer": TransformerConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=32),
     "transformer-sinusoidal": TransformerConfig(d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=32,
                                                 positions="sinusoidal"),
+    "transformer-shared": TransformerConfig(d_model=32, n_layers=3, n_heads=4, d_ff=64, max_len=32,
+                                            share_layers=True),
 }
 
 
@@ -67,3 +69,17 @@ def test_transformer_refuses_sequences_longer_than_max_len():
     model = build_model(CONFIGS["transformer"], vocab_size=17)
     with pytest.raises(ValueError, match="max_len=32"):
         model(torch.zeros(1, 33, dtype=torch.long))
+
+
+def test_shared_layers_hold_one_block_and_round_trip(tmp_path):
+    from safetensors.torch import load_model, save_model
+
+    shared = build_model(CONFIGS["transformer-shared"], vocab_size=17)
+    one_layer = build_model(TransformerConfig(d_model=32, n_layers=1, n_heads=4, d_ff=64, max_len=32), 17)
+    assert count_parameters(shared) == count_parameters(one_layer)
+    assert shared.blocks[0] is shared.blocks[2]
+    save_model(shared, str(tmp_path / "model.safetensors"))
+    restored = build_model(CONFIGS["transformer-shared"], vocab_size=17)
+    load_model(restored, str(tmp_path / "model.safetensors"))
+    x = torch.randint(0, 17, (2, 7))
+    torch.testing.assert_close(restored(x)[0], shared(x)[0], rtol=0, atol=0)

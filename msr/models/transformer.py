@@ -75,7 +75,10 @@ class TransformerLM(nn.Module):
         else:
             self.register_buffer("positions", sinusoidal_table(cfg.max_len, cfg.d_model), persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        # With share_layers, one block is applied n_layers times, as in the Universal Transformer
+        # (Dehghani et al., 2019): every depth learns the same step, like an RNN's time steps.
+        blocks = [Block(cfg)] * cfg.n_layers if cfg.share_layers else [Block(cfg) for _ in range(cfg.n_layers)]
+        self.blocks = nn.ModuleList(blocks)
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, vocab_size, bias=False)
         self.apply(self._init)
