@@ -80,7 +80,7 @@ def jobs_to_check(overrides: list[str], multirun: bool) -> list[list[str]]:
         first = [values[0] for values in choices.values()]
         combos = [tuple(v if j == i else first[j] for j in range(len(first)))
                   for i, values in enumerate(choices.values()) for v in values]
-    return [fixed + [f"{k}={v}" for k, v in zip(choices, combo)] for combo in combos] or [fixed]
+    return [fixed + [f"{k}={v}" for k, v in zip(choices, combo)] for combo in combos]
 
 
 def one_line(err: Exception) -> str:

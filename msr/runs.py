@@ -38,15 +38,6 @@ def console_handler(format: str, datefmt: str) -> logging.Handler:
     return handler
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()  # mkstemp makes 0600 files; a run's files are as readable as any other
-
-
 def interactive() -> bool:
     """A live progress bar only for a single run on a terminal; sweeps and pipes get log lines."""
     from hydra.core.hydra_config import HydraConfig
@@ -65,13 +56,20 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
+def file_mode() -> int:
+    """The mode a new file gets under the current umask (mkstemp would make it 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     """Call `write(file)` on a temporary file beside `path`, fsync it, then rename it to `path`."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, _FILE_MODE)
+    os.fchmod(fd, file_mode())
     try:
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, "w") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -114,7 +112,7 @@ class RunDir:
         return record
 
     def log_history(self, record: dict) -> None:
-        # One complete line per write: a crash can lose the last record, never garble one.
+        # Appended a line at a time and closed at once, so a reader always sees the records so far.
         with open(self.path / "history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 

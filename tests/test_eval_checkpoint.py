@@ -67,6 +67,13 @@ def test_checkpoint_round_trip(tmp_path):
     save_checkpoint(tmp_path / "last", model, tok, {"step": 7}, {"optimizer": opt.state_dict(), "step": 7})
     save_checkpoint(tmp_path / "last", model, tok, {"step": 8}, {"optimizer": opt.state_dict(), "step": 8})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]  # replaced whole, nothing left over
+    # a crash between the two renames of a save: only .last.old is left; the next save restores it
+    (tmp_path / "last").rename(tmp_path / ".last.old")
+    (tmp_path / ".last.tmp").mkdir()
+    save_checkpoint(tmp_path / "best", model, tok, {"step": 8})
+    assert (tmp_path / ".last.old").exists()  # another checkpoint's save leaves it alone
+    save_checkpoint(tmp_path / "last", model, tok, {"step": 8}, {"optimizer": opt.state_dict(), "step": 8})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "last"]
 
     restored = build_model(cfg, tok.vocab_size)
     load_weights(tmp_path / "last", restored)

@@ -1,7 +1,8 @@
 """Checkpoints: a folder with model.safetensors, tokenizer.json, meta.json and trainer_state.pt.
 
 A checkpoint is written whole into a temporary folder and then renamed into place, so
-`checkpoints/last` is always a complete checkpoint. Nothing in it is unpickled on load:
+`checkpoints/last` is always a complete checkpoint (for the instant between two renames it is
+`checkpoints/.last.old`, and the next save puts it back if a crash struck there). Nothing in it is unpickled on load:
 weights come from safetensors, the trainer state through torch.load(weights_only=True).
 """
 
@@ -25,9 +26,12 @@ def save_checkpoint(directory: Path, model: nn.Module, tokenizer: TextTokenizer,
                     trainer_state: dict | None = None) -> None:
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    for stale in directory.parent.glob(f".{directory.name}.*"):  # left by a run that was killed
-        shutil.rmtree(stale, ignore_errors=True)
     tmp = directory.with_name(f".{directory.name}.tmp")
+    old = directory.with_name(f".{directory.name}.old")
+    if old.exists() and not directory.exists():  # a crash struck between the two renames below
+        old.rename(directory)
+    for stale in (tmp, old):  # left by a run that was killed while saving
+        shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
     try:
         save_model(model, str(tmp / "model.safetensors"))
@@ -38,7 +42,6 @@ def save_checkpoint(directory: Path, model: nn.Module, tokenizer: TextTokenizer,
         for path in tmp.iterdir():
             fsync_path(path)
         # Swap the folder in: a crash between the two renames leaves the old one as .NAME.old
-        old = directory.with_name(f".{directory.name}.old")
         if directory.exists():
             directory.rename(old)
         tmp.rename(directory)
