@@ -141,3 +141,24 @@ def test_a_folder_that_holds_a_run_is_not_reused(in_tmp, capsys):
     assert "hydra.run.dir=run already holds a run" in capsys.readouterr().err
     assert (in_tmp / "run/.hydra/config.yaml").read_text() == before
     assert read_metrics(in_tmp / "run")["steps"] == 2
+
+
+def test_sigterm_marks_the_run_interrupted(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "msr.cli", "train", *TINY, *TINY_MODEL["lstm"], "trainer.max_steps=100000",
+         f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (run / "history.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert "msr: interrupted; the run folder is" in err and "Traceback" not in err
+    metrics = read_metrics(run)
+    assert metrics["status"] == "interrupted" and metrics["reason"] == "stopped by SIGTERM"

@@ -9,11 +9,20 @@ from __future__ import annotations
 import importlib
 import logging
 import shlex
+import signal
 import sys
 
 from msr.errors import TrainingFailed, UserError
 
 log = logging.getLogger("msr")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is so that it unwinds like Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
 
 
 def run_command(command: str, cfg) -> dict:
@@ -26,19 +35,23 @@ def run_command(command: str, cfg) -> dict:
     run = RunDir(hydra.runtime.output_dir, command, command_line)
     run.begin()
     module = importlib.import_module(f"msr.commands.{command}")
+    previous = signal.signal(signal.SIGTERM, _terminate)  # a scheduler's or `kill`'s stop ends like Ctrl-C
     try:
         summary = module.run(cfg, run)
     except (UserError, TrainingFailed) as err:
         run.end("failed", reason=str(err))
         sys.stderr.write(f"msr: error: {err}\n")
         sys.exit(2 if isinstance(err, UserError) else 1)
-    except KeyboardInterrupt:
-        run.end("interrupted", reason="interrupted by the user (Ctrl-C)")
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        run.end("interrupted", reason="stopped by SIGTERM" if terminated else "interrupted by the user (Ctrl-C)")
         sys.stderr.write(f"msr: interrupted; the run folder is {run.path}\n")
-        sys.exit(130)
+        sys.exit(143 if terminated else 130)
     except Exception as err:  # a bug, not a user mistake: keep the traceback
         run.end("failed", reason=f"{type(err).__name__}: {err}")
         raise RuntimeError(f"msr {command} crashed; the run folder is {run.path}") from err
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     record = run.end("completed", **summary)
     log.info("run folder: %s", run.path)
     return record
