@@ -32,7 +32,11 @@ def console_handler(format: str, datefmt: str) -> logging.Handler:
     if sys.stderr.isatty():
         from rich.logging import RichHandler
 
-        return RichHandler(console=console(), show_path=False, markup=False, log_time_format=f"[{datefmt}]")
+        from msr.train.progress import HideWhileBarShows
+
+        handler = RichHandler(console=console(), show_path=False, markup=False, log_time_format=f"[{datefmt}]")
+        handler.addFilter(HideWhileBarShows())
+        return handler
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(format, datefmt))
     return handler

@@ -39,7 +39,8 @@ def test_every_model_trains_and_leaves_a_complete_run_folder(model, in_tmp):
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     assert [h["step"] for h in history if "train/loss" in h] == [5, 10, 15, 20]
     assert [h["step"] for h in history if "val/loss" in h] == [10, 20]
-    assert "test accuracy" in (run / "msr.log").read_text()
+    log = (run / "msr.log").read_text()
+    assert "test accuracy" in log and "step 20/20  loss" in log
     # no temporary files are left behind by the atomic writes
     assert not [p for p in run.rglob("*") if ".tmp" in p.name or ".old" in p.name]
 
@@ -162,3 +163,19 @@ def test_sigterm_marks_the_run_interrupted(tmp_path):
     assert "msr: interrupted; the run folder is" in err and "Traceback" not in err
     metrics = read_metrics(run)
     assert metrics["status"] == "interrupted" and metrics["reason"] == "stopped by SIGTERM"
+
+
+def test_the_bar_replaces_progress_lines_on_the_console_only():
+    import logging
+
+    from msr.train.progress import HideWhileBarShows, Progress
+
+    progress_line = logging.LogRecord("msr.progress", logging.INFO, __file__, 1, "step 1/2", None, None)
+    other_line = logging.LogRecord("msr", logging.INFO, __file__, 1, "val loss", None, None)
+    console_filter = HideWhileBarShows()
+    assert console_filter.filter(progress_line) and console_filter.filter(other_line)
+    Progress.bar_shown = True
+    try:
+        assert not console_filter.filter(progress_line) and console_filter.filter(other_line)
+    finally:
+        Progress.bar_shown = False

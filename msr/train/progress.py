@@ -1,4 +1,5 @@
-"""Training progress: a rich bar on a terminal, a plain log line every `log_every` steps elsewhere."""
+"""Training progress: a log line every `log_every` steps (always in msr.log), and on a terminal
+a rich bar that takes the place of those lines on the console."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import time
 
 from msr.runs import console
 
-log = logging.getLogger("msr")
+log = logging.getLogger("msr.progress")
+
+
+class HideWhileBarShows(logging.Filter):
+    """On the console, the bar already shows what the progress lines say."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (Progress.bar_shown and record.name == log.name)
 
 
 def _eta(seconds: float) -> str:
@@ -16,6 +24,7 @@ def _eta(seconds: float) -> str:
 
 
 class Progress:
+    bar_shown = False  # class-wide: the console has one bar at a time
     def __init__(self, total: int, interactive: bool):
         self.total, self.interactive = total, interactive
         self._bar = None
@@ -33,6 +42,7 @@ class Progress:
                 console=console(), transient=False,
             )
             self._bar.start()
+            Progress.bar_shown = True
             self._task = self._bar.add_task("train", total=self.total, completed=0,
                                             loss="-", lr="-", speed="-")
         return self
@@ -40,12 +50,12 @@ class Progress:
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.stop()
+            Progress.bar_shown = False
 
     def update(self, step: int, loss: float, lr: float, tokens_per_second: float) -> None:
         fields = dict(loss=f"{loss:.4f}", lr=f"{lr:.2e}", speed=f"{tokens_per_second / 1000:.1f}k")
         if self._bar is not None:
             self._bar.update(self._task, completed=step, **fields)
-            return
         elapsed = time.perf_counter() - self._t0
         eta = elapsed / max(step, 1) * (self.total - step)
         log.info("step %d/%d  loss %s  lr %s  %s tok/s  eta %s",
