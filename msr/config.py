@@ -266,22 +266,53 @@ class SplitConfig(Validated):
 
 
 @dataclass
-class ArithConfig(Validated):
-    """Chained arithmetic evaluated left to right, answer modulo `modulus`."""
+class TaskConfig(Validated):
+    """A built-in task: its own seed and a size and step range per split."""
 
-    name: str = "arith"
+    name: str = MISSING
     seed: int = 1234  # the data's own seed: changing the model seed keeps the same data
-    modulus: int = 10
-    operators: str = "+-*"
     train: SplitConfig = field(default_factory=lambda: SplitConfig(size=20000))
     val: SplitConfig = field(default_factory=lambda: SplitConfig(size=300))
     test: SplitConfig = field(default_factory=lambda: SplitConfig(size=600))
 
     def check(self, p: str) -> None:
         self.check_name(p)
+
+
+@dataclass
+class ArithmeticTaskConfig(TaskConfig):
+    modulus: int = 10
+    operators: str = "+-*"
+
+    def check(self, p: str) -> None:
+        super().check(p)
         require(self.modulus >= 2, p + "modulus", self.modulus, "must be >= 2")
         require(len(self.operators) > 0 and set(self.operators) <= set("+-*"), p + "operators",
                 self.operators, "a non-empty string of the characters + - *")
+
+
+@dataclass
+class ArithConfig(ArithmeticTaskConfig):
+    """Chained arithmetic evaluated left to right, answer modulo `modulus`."""
+
+    name: str = "arith"
+
+
+@dataclass
+class ChainConfig(ArithmeticTaskConfig):
+    """Variable binding: follow assignments back from the queried variable to a constant."""
+
+    name: str = "chain"
+    modulus: int = 100
+    distractors: int = 2  # assignments that the query does not depend on
+
+    def check(self, p: str) -> None:
+        super().check(p)
+        non_negative(p + "distractors", self.distractors)
+        longest = max(split.max_steps for split in (self.train, self.val, self.test))
+        require(longest + 1 + self.distractors <= 26, p + "distractors", self.distractors,
+                f"the variables are the 26 letters: max_steps + 1 + distractors must be <= 26 "
+                f"(max_steps is {longest})")
 
 
 # --- device/ and trainer ---------------------------------------------------------------------
@@ -371,6 +402,7 @@ SCHEMAS = {
     "scheduler/step": StepConfig,
     "scheduler/exponential": ExponentialConfig,
     "data/arith": ArithConfig,
+    "data/chain": ChainConfig,
     "device/device": DeviceConfig,
 }
 

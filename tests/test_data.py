@@ -8,10 +8,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from msr.config import ArithConfig, SplitConfig
+from msr.config import ArithConfig, ChainConfig, SplitConfig
 from msr.data.batching import IGNORE, BatchOrder, encode
 from msr.data.splits import generate_splits
-from msr.data.tasks import arith
+from msr.data.tasks import arith, chain
 from msr.data.tokenizer import TextTokenizer
 from msr.errors import UserError
 
@@ -104,3 +104,43 @@ def test_batch_order_is_a_function_of_seed_and_step():
     epoch = torch.cat(batches[:12])
     assert len(set(epoch.tolist())) == 96  # 12 full batches per epoch, no repeats within it
     assert not torch.equal(batches[0], batches[12])
+
+
+def python_chain(text: str, modulus: int) -> tuple[str, int]:
+    """Independent solver: run the assignments as Python, and count hops by walking the graph."""
+    *statements, query = [part.strip() for part in text.split(";")]
+    scope: dict = {}
+    parents = {}
+    for statement in statements:
+        name, expression = (side.strip() for side in statement.split("="))
+        exec(f"{name} = ({expression}) % {modulus}", {}, scope)
+        words = expression.split()
+        parents[name] = words[0] if len(words) == 3 else None
+    variable, hops = query.rstrip("?").strip(), 0
+    answer = str(scope[variable])
+    while parents[variable] is not None:
+        variable, hops = parents[variable], hops + 1
+    return answer, hops
+
+
+def test_chain_example_from_the_issue():
+    assert chain.answer("a = 3 ; b = a + 2 ; c = b * 2 ; d = 7 ; c ?", 100) == "10"
+
+
+def test_chain_labels_and_steps_agree_with_an_independent_solver():
+    cfg = ChainConfig(train=SplitConfig(size=1000, min_steps=1, max_steps=6), val=SplitConfig(size=100),
+                      test=SplitConfig(size=200, min_steps=1, max_steps=8), distractors=3)
+    splits = generate_splits(cfg)
+    for records in splits.values():
+        for r in records:
+            assert python_chain(r["input"], 100) == (r["target"], r["steps"])
+            assert r["input"].count("=") == r["steps"] + 1 + 3
+    assert {r["steps"] for r in splits["test"]} == set(range(1, 9))
+
+
+def test_chain_refuses_more_variables_than_letters():
+    from msr.errors import ConfigError
+
+    cfg = ChainConfig(test=SplitConfig(size=10, min_steps=1, max_steps=20), distractors=6)
+    with pytest.raises(ConfigError, match="max_steps \\+ 1 \\+ distractors must be <= 26"):
+        cfg.validate("data.")

@@ -1,5 +1,5 @@
 """Built-in task generators, one module each: `sample(rng, steps, cfg)`, `answer`, `count`."""
 
-from msr.data.tasks import arith
+from msr.data.tasks import arith, chain
 
-TASKS = {"arith": arith}
+TASKS = {"arith": arith, "chain": chain}
