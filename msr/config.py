@@ -315,6 +315,26 @@ class ChainConfig(ArithmeticTaskConfig):
                 f"(max_steps is {longest})")
 
 
+LISTOPS_OPERATORS = ("MAX", "MIN", "MED", "SM")
+
+
+@dataclass
+class ListOpsConfig(TaskConfig):
+    """Nested MAX/MIN/MED/SM lists; steps = nesting depth."""
+
+    name: str = "listops"
+    operators: List[str] = field(default_factory=lambda: list(LISTOPS_OPERATORS))
+    max_arity: int = 4  # arguments per list: 2..max_arity
+    subtree_prob: float = 0.2  # chance that an argument off the deepest branch is a list itself
+
+    def check(self, p: str) -> None:
+        super().check(p)
+        require(len(self.operators) > 0 and set(self.operators) <= set(LISTOPS_OPERATORS), p + "operators",
+                list(self.operators), f"a non-empty list drawn from {list(LISTOPS_OPERATORS)}")
+        require(self.max_arity >= 2, p + "max_arity", self.max_arity, "must be >= 2")
+        fraction(p + "subtree_prob", self.subtree_prob)
+
+
 # --- device/ and trainer ---------------------------------------------------------------------
 
 
@@ -403,6 +423,7 @@ SCHEMAS = {
     "scheduler/exponential": ExponentialConfig,
     "data/arith": ArithConfig,
     "data/chain": ChainConfig,
+    "data/listops": ListOpsConfig,
     "device/device": DeviceConfig,
 }
 

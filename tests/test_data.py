@@ -8,10 +8,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from msr.config import ArithConfig, ChainConfig, SplitConfig
+from msr.config import ArithConfig, ChainConfig, ListOpsConfig, SplitConfig
 from msr.data.batching import IGNORE, BatchOrder, encode
 from msr.data.splits import generate_splits
-from msr.data.tasks import arith, chain
+from msr.data.tasks import arith, chain, listops
 from msr.data.tokenizer import TextTokenizer
 from msr.errors import UserError
 
@@ -144,3 +144,42 @@ def test_chain_refuses_more_variables_than_letters():
     cfg = ChainConfig(test=SplitConfig(size=10, min_steps=1, max_steps=20), distractors=6)
     with pytest.raises(ConfigError, match="max_steps \\+ 1 \\+ distractors must be <= 26"):
         cfg.validate("data.")
+
+
+def python_listops(text: str) -> tuple[str, int]:
+    """Independent solver: rewrite the lists as Python calls and evaluate; depth by bracket count."""
+    import re
+    import statistics
+
+    functions = {"MAX": lambda *xs: max(xs), "MIN": lambda *xs: min(xs),
+                 "MED": lambda *xs: int(statistics.median(xs)), "SM": lambda *xs: sum(xs) % 10}
+    code = re.sub(r"\[(\w+)", r"\1(", text).replace(" ]", ")")
+    code = re.sub(r"(?<=[\w)]) (?=[\w(])", ", ", code)
+    depth = deepest = 0
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        deepest = max(deepest, depth)
+    return str(eval(code, functions)), deepest
+
+
+def test_listops_example_and_median():
+    assert listops.answer("[MAX 2 9 [MIN 4 7 ] 0 ]") == "9"
+    assert listops.answer("[MED 1 4 2 9 ]") == "3" and listops.answer("[MED 5 1 3 ]") == "3"
+    assert listops.answer("[SM 9 8 7 ]") == "4"
+
+
+def test_listops_labels_and_depth_agree_with_an_independent_solver():
+    cfg = ListOpsConfig(train=SplitConfig(size=1000, min_steps=1, max_steps=5), val=SplitConfig(size=100),
+                        test=SplitConfig(size=200, min_steps=1, max_steps=7), max_arity=5, subtree_prob=0.3)
+    splits = generate_splits(cfg)
+    for records in splits.values():
+        for r in records:
+            assert python_listops(r["input"]) == (r["target"], r["steps"])
+    assert {r["steps"] for r in splits["test"]} == set(range(1, 8))
+
+
+def test_listops_operators_are_configurable():
+    cfg = ListOpsConfig(operators=["SM"], train=SplitConfig(size=50), val=SplitConfig(size=20),
+                        test=SplitConfig(size=20))
+    for r in generate_splits(cfg)["train"]:
+        assert all(w in ("[SM", "]") or w.isdigit() for w in r["input"].split())

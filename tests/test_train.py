@@ -45,11 +45,12 @@ def test_every_model_trains_and_leaves_a_complete_run_folder(model, in_tmp):
     assert not [p for p in run.rglob("*") if ".tmp" in p.name or ".old" in p.name]
 
 
-def test_the_chain_task_trains(in_tmp):
-    assert run_msr("train", "data=chain", *TINY, *TINY_MODEL["gru"], "hydra.run.dir=run") == 0
+@pytest.mark.parametrize("task", ["chain", "listops"])
+def test_every_built_in_task_trains(task, in_tmp):
+    assert run_msr("train", f"data={task}", *TINY, *TINY_MODEL["gru"], "hydra.run.dir=run") == 0
     metrics = read_metrics(in_tmp / "run")
     assert metrics["status"] == "completed" and set(metrics["accuracy_by_steps"]) == {"1", "2", "3", "4"}
-    assert "data=chain" in metrics["command_line"]
+    assert f"data={task}" in metrics["command_line"]
 
 
 def test_run_folders_default_to_outputs_command_date_time(in_tmp):

@@ -1,5 +1,5 @@
 """Built-in task generators, one module each: `sample(rng, steps, cfg)`, `answer`, `count`."""
 
-from msr.data.tasks import arith, chain
+from msr.data.tasks import arith, chain, listops
 
-TASKS = {"arith": arith, "chain": chain}
+TASKS = {"arith": arith, "chain": chain, "listops": listops}
