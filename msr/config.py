@@ -315,6 +315,23 @@ class ChainConfig(ArithmeticTaskConfig):
                 f"(max_steps is {longest})")
 
 
+@dataclass
+class LogicConfig(TaskConfig):
+    """Facts and rules in words; label True / False / Unknown (open world); steps = rule applications."""
+
+    name: str = "logic"
+    distractors: int = 3  # facts and rules about attributes off the query's chain
+
+    def check(self, p: str) -> None:
+        from msr.data.tasks.logic import MAX_STEPS
+
+        super().check(p)
+        non_negative(p + "distractors", self.distractors)
+        for split in ("train", "val", "test"):
+            steps = getattr(self, split).max_steps
+            require(steps <= MAX_STEPS, f"{p}{split}.max_steps", steps, f"must be <= {MAX_STEPS} for logic")
+
+
 LISTOPS_OPERATORS = ("MAX", "MIN", "MED", "SM")
 
 
@@ -424,6 +441,7 @@ SCHEMAS = {
     "data/arith": ArithConfig,
     "data/chain": ChainConfig,
     "data/listops": ListOpsConfig,
+    "data/logic": LogicConfig,
     "device/device": DeviceConfig,
 }
 

@@ -27,7 +27,7 @@ def test_command_help_shows_groups_and_config(capsys):
     assert "scheduler: constant, cosine, exponential, linear, step" in out
     assert "device: auto, cpu, cuda, mps" in out
     assert "+experiment: transformer_arith" in out
-    assert "data: arith, chain, listops" in out
+    assert "data: arith, chain, listops, logic" in out
     assert "max_steps:" in out
 
 
@@ -58,6 +58,7 @@ def test_cfg_job_prints_the_composed_config(capsys, in_tmp):
         ("optimizer=sgd optimizer.betas=[0.9,0.99]", "optimizer.betas: no such key"),
         ("optimizer.lr=1e-3,3e-3", "optimizer.lr=1e-3,3e-3 is a sweep: add -m"),
         ("data.test.min_steps=5", "data.test.max_steps=4 is not allowed: must be >= data.test.min_steps=5"),
+        ("data=logic data.test.max_steps=13", "data.test.max_steps=13 is not allowed: must be <= 12 for logic"),
         ("data=listops data.operators=[MAX,AVG]", "data.operators=['MAX', 'AVG'] is not allowed: a non-empty list"),
     ],
 )

@@ -8,10 +8,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from msr.config import ArithConfig, ChainConfig, ListOpsConfig, SplitConfig
+from msr.config import ArithConfig, ChainConfig, ListOpsConfig, LogicConfig, SplitConfig
 from msr.data.batching import IGNORE, BatchOrder, encode
 from msr.data.splits import generate_splits
-from msr.data.tasks import arith, chain, listops
+from msr.data.tasks import arith, chain, listops, logic
 from msr.data.tokenizer import TextTokenizer
 from msr.errors import UserError
 
@@ -183,3 +183,50 @@ def test_listops_operators_are_configurable():
                         test=SplitConfig(size=20))
     for r in generate_splits(cfg)["train"]:
         assert all(w in ("[SM", "]") or w.isdigit() for w in r["input"].split())
+
+
+def backward_proof(text: str) -> tuple[str, int | None]:
+    """Independent solver: prove the question (or its negation) backwards from the goal,
+    returning the label and the number of rule applications in the shortest proof."""
+    import re
+
+    facts = set(re.findall(r"(\w+) is (\w+) \.", text.split("Question")[0]))
+    rules = re.findall(r"If someone is (\w+) then they are (not )?(\w+) \.", text)
+    who, goal = re.search(r"Question : (\w+) is (\w+) \?", text).groups()
+
+    def depth(attribute: str, positive: bool, seen: frozenset) -> int | None:
+        if positive and (who, attribute) in facts:
+            return 0
+        found = [depth(a, True, seen | {attribute}) for a, negated, b in rules
+                 if b == attribute and bool(negated) != positive and a not in seen]
+        found = [d + 1 for d in found if d is not None]
+        return min(found) if found else None
+
+    proof, refutation = depth(goal, True, frozenset()), depth(goal, False, frozenset())
+    if proof is not None:
+        return "True", proof
+    if refutation is not None:
+        return "False", refutation
+    return "Unknown", None
+
+
+def test_logic_labels_and_steps_agree_with_backward_chaining():
+    cfg = LogicConfig(train=SplitConfig(size=1500, min_steps=1, max_steps=6), val=SplitConfig(size=100),
+                      test=SplitConfig(size=300, min_steps=1, max_steps=8), distractors=5)
+    splits = generate_splits(cfg)
+    labels = []
+    for records in splits.values():
+        for r in records:
+            label, steps = backward_proof(r["input"])
+            assert label == r["target"], r["input"]
+            assert steps in (r["steps"], None)
+            labels.append(label)
+    shares = {label: labels.count(label) / len(labels) for label in logic.LABELS}
+    assert all(0.28 < share < 0.39 for share in shares.values()), shares  # three balanced classes
+
+
+def test_logic_example():
+    text = ("Anne is big . If someone is big then they are kind . If someone is kind then they are "
+            "not red . Bob is quiet . Question : Anne is red ?")
+    assert logic.answer(text) == "False" == backward_proof(text)[0]
+    assert logic.answer(text.replace("Anne is big .", "")) == "Unknown"

@@ -1,5 +1,5 @@
 """Built-in task generators, one module each: `sample(rng, steps, cfg)`, `answer`, `count`."""
 
-from msr.data.tasks import arith, chain, listops
+from msr.data.tasks import arith, chain, listops, logic
 
-TASKS = {"arith": arith, "chain": chain, "listops": listops}
+TASKS = {"arith": arith, "chain": chain, "listops": listops, "logic": logic}
