@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import random
 
+def median(xs: list[int]) -> int:
+    """The middle value; for an even count, the mean of the two middle values rounded down."""
+    ordered = sorted(xs)
+    return (ordered[(len(ordered) - 1) // 2] + ordered[len(ordered) // 2]) // 2
+
+
 REDUCE = {
     "MAX": max,
     "MIN": min,
-    "MED": lambda xs: (sorted(xs)[(len(xs) - 1) // 2] + sorted(xs)[len(xs) // 2]) // 2,
+    "MED": median,
     "SM": lambda xs: sum(xs) % 10,
 }
 

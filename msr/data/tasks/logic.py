@@ -12,6 +12,7 @@ off the chain, never touch the query. Sentences come in random order.
 
 from __future__ import annotations
 
+import math
 import random
 
 NAMES = ("Anne", "Bob", "Charlie", "Dave", "Erin", "Fiona", "Gary", "Harry")
@@ -69,7 +70,4 @@ def answer(text: str) -> str:
 
 def count(steps: int, cfg) -> int:
     """A lower bound on the distinct inputs with this many steps: the chains alone."""
-    chains = 1
-    for i in range(steps + 1):
-        chains *= len(ATTRIBUTES) - i
-    return chains * len(NAMES) * len(LABELS)
+    return math.perm(len(ATTRIBUTES), steps + 1) * len(NAMES) * len(LABELS)
