@@ -15,7 +15,9 @@ from msr.errors import UserError
 
 COMMANDS = {
     "train": "supervised training from scratch on a task (input -> target)",
+    "data": "summarise the composed data set without training; --export writes it as JSONL",
 }
+FLAGS = {"data": {"--export": "export=true"}}  # a command's own flags, as the overrides they mean
 
 _PACKAGE = Path(__file__).resolve().parent
 # An installed wheel carries conf/ as msr/conf; a checkout keeps it at the top level.
@@ -51,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         sys.stderr.write(f"msr: error: unknown command {command!r}\n\n{usage()}")
         sys.exit(2)
+    rest = [FLAGS.get(command, {}).get(arg, arg) for arg in rest]
 
     from hydra._internal.utils import get_args_parser
 
@@ -81,12 +84,16 @@ def command_help(command: str, overrides: list[str]) -> str:
 
     from msr.overrides import compose_config
 
+    composed = compose_config(CONF_DIR, command, overrides)
     groups = []
     for group in sorted(p for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"):
+        # presets (+experiment=NAME) set training keys, so they belong to commands that train
+        if group.name not in composed and not (group.name == "experiment" and "trainer" in composed):
+            continue
         options = ", ".join(sorted(f.stem for f in group.glob("*.yaml")))
         add = "+" if group.name == "experiment" else ""  # presets are added, not swapped: +experiment=NAME
         groups.append(f"  {add}{group.name}: {options}")
-    config = OmegaConf.to_yaml(compose_config(CONF_DIR, command, overrides))
+    config = OmegaConf.to_yaml(composed)
     return (
         f"msr {command}: {COMMANDS[command]}\n\n"
         f"usage: msr {command} [group=option ...] [key=value ...] [-m] [--cfg job] [--info]\n\n"

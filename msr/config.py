@@ -7,6 +7,8 @@ type cannot express. Both run before any work, so a bad value never costs a trai
 
 from __future__ import annotations
 
+import re
+import string
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any, List
@@ -252,6 +254,30 @@ class ExponentialConfig(SchedulerConfig):
 # --- data/ -----------------------------------------------------------------------------------
 
 
+class TokenizerKind(str, Enum):
+    word = "word"  # whitespace-separated words: the built-in tasks and SCAN
+    char = "char"  # every character a token: corpora such as Tiny Shakespeare
+    bpe = "bpe"  # byte-level BPE learned on the training split: free text such as GSM8K
+
+
+@dataclass
+class DataConfig(Validated):
+    """What every data option shares: how its examples are presented and tokenized."""
+
+    name: str = MISSING
+    template: str = "{input}"  # wraps each input, e.g. "Question: {input} Answer:"
+    scratchpad: bool = False  # target = "<intermediate steps> #### <answer>" where the data has steps
+    tokenizer: TokenizerKind = TokenizerKind.word
+    vocab_size: int = 2000  # bpe only: merges stop at this many tokens
+
+    def check(self, p: str) -> None:
+        fields_used = {f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None}
+        require(fields_used == {"input"}, p + "template", self.template,
+                "a text with {input} and no other {field}, e.g. 'Question: {input} Answer:'")
+        require(self.vocab_size >= 300, p + "vocab_size", self.vocab_size,
+                "must be >= 300 (256 bytes plus special tokens and merges)")
+
+
 @dataclass
 class SplitConfig(Validated):
     size: int = 1000
@@ -266,16 +292,16 @@ class SplitConfig(Validated):
 
 
 @dataclass
-class TaskConfig(Validated):
+class TaskConfig(DataConfig):
     """A built-in task: its own seed and a size and step range per split."""
 
-    name: str = MISSING
     seed: int = 1234  # the data's own seed: changing the model seed keeps the same data
     train: SplitConfig = field(default_factory=lambda: SplitConfig(size=20000))
     val: SplitConfig = field(default_factory=lambda: SplitConfig(size=300))
     test: SplitConfig = field(default_factory=lambda: SplitConfig(size=600))
 
     def check(self, p: str) -> None:
+        super().check(p)
         self.check_name(p)
 
 
@@ -330,6 +356,80 @@ class LogicConfig(TaskConfig):
         for split in ("train", "val", "test"):
             steps = getattr(self, split).max_steps
             require(steps <= MAX_STEPS, f"{p}{split}.max_steps", steps, f"must be <= {MAX_STEPS} for logic")
+
+
+@dataclass
+class KinshipConfig(TaskConfig):
+    """A story of family relations; how is the last person related to the first? steps = relations."""
+
+    name: str = "kinship"
+
+    def check(self, p: str) -> None:
+        from msr.data.tasks.kinship import MAX_STEPS
+
+        super().check(p)
+        for split in ("train", "val", "test"):
+            steps = getattr(self, split).max_steps
+            require(steps <= MAX_STEPS, f"{p}{split}.max_steps", steps, f"must be <= {MAX_STEPS} for kinship")
+
+
+class FileFormat(str, Enum):
+    jsonl = "jsonl"
+    json = "json"
+    csv = "csv"
+    parquet = "parquet"
+    text = "text"  # one example per line, cut by `pattern`; without a pattern, a corpus
+    arrow = "arrow"  # a folder written by datasets' save_to_disk
+
+
+class Preprocess(str, Enum):
+    none = "none"
+    scan = "scan"  # steps = composition words (and, after, twice, thrice, around, opposite)
+    gsm8k = "gsm8k"  # solution lines = scratchpad and steps, the number after #### = target
+
+
+@dataclass
+class FilesConfig(DataConfig):
+    """Examples read from files (or the Hugging Face hub), mapped onto input/target/steps."""
+
+    name: str = "files"  # a label for logs and run summaries
+    path: str = ""  # a file, or a folder holding the split files
+    hub: str = ""  # or a data set name for datasets.load_dataset (needs network access)
+    hub_config: str = ""
+    format: FileFormat = FileFormat.jsonl
+    train_file: str = ""  # inside `path`; empty: train.<format> (or `path` itself when it is a file)
+    val_file: str = ""  # empty: val.<format> if present, else carved from train by val_ratio
+    test_file: str = ""  # empty: test.<format> if present, else carved from train by test_ratio
+    input_field: str = "input"
+    target_field: str = "target"
+    steps_field: str = "steps"  # used when present; empty = steps unknown
+    scratchpad_field: str = "scratchpad"
+    pattern: str = ""  # text format: a regex with groups (?P<input>...) and (?P<target>...) per line
+    preprocess: Preprocess = Preprocess.none
+    val_ratio: float = 0.1
+    test_ratio: float = 0.1
+    seed: int = 1234  # shuffles train before val/test are carved from it
+
+    def check(self, p: str) -> None:
+        super().check(p)
+        require(bool(self.path) != bool(self.hub), p + "path", self.path or None,
+                "set exactly one of data.path (local files) and data.hub (a hub data set name)")
+        for key in ("val_ratio", "test_ratio"):
+            fraction(p + key, getattr(self, key))
+        require(self.val_ratio + self.test_ratio < 1, p + "test_ratio", self.test_ratio,
+                f"data.val_ratio + data.test_ratio must be < 1 (val_ratio is {self.val_ratio})")
+        if self.pattern:
+            try:
+                groups = set(re.compile(self.pattern).groupindex)
+            except re.error as err:
+                raise ConfigError(p + "pattern", self.pattern, f"a valid regular expression ({err})") from None
+            require({"input", "target"} <= groups, p + "pattern", self.pattern,
+                    "needs named groups (?P<input>...) and (?P<target>...)")
+
+    @property
+    def is_corpus(self) -> bool:
+        """Plain text without a line pattern: language-modelling text, not input/target pairs."""
+        return self.format == FileFormat.text and not self.pattern
 
 
 LISTOPS_OPERATORS = ("MAX", "MIN", "MED", "SM")
@@ -409,6 +509,12 @@ class TrainerConfig(Validated):
 
 
 @dataclass
+class PathsConfig(Validated):
+    data: str = "${oc.env:MSR_DATA,data}"  # root of the real data sets that data/*.yaml read
+    cache: str = "${oc.env:MSR_CACHE,'~/.cache/msr'}"  # generated tasks and datasets' own cache
+
+
+@dataclass
 class TrainConfig(Validated):
     seed: int = 0
     model: Any = MISSING
@@ -417,15 +523,31 @@ class TrainConfig(Validated):
     data: Any = MISSING
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
 
     def check(self, p: str) -> None:
-        train_size = self.data.train.size
-        require(self.trainer.batch_size <= train_size, "trainer.batch_size", self.trainer.batch_size,
-                f"must be at most data.train.size={train_size}")
+        if isinstance(self.data, TaskConfig):
+            train_size = self.data.train.size
+            require(self.trainer.batch_size <= train_size, "trainer.batch_size", self.trainer.batch_size,
+                    f"must be at most data.train.size={train_size}")
+
+
+@dataclass
+class DataCommandConfig(Validated):
+    """`msr data`: summarise the composed data set; `--export` also writes it as JSONL."""
+
+    data: Any = MISSING
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    examples: int = 3  # shown per split
+    export: bool = False  # write <run>/data/{train,val,test}.jsonl
+
+    def check(self, p: str) -> None:
+        non_negative("examples", self.examples)
 
 
 SCHEMAS = {
     "train": TrainConfig,
+    "data": DataCommandConfig,
     "model/recurrent": RecurrentConfig,
     "model/transformer": TransformerConfig,
     "optimizer/sgd": SGDConfig,
@@ -442,6 +564,8 @@ SCHEMAS = {
     "data/chain": ChainConfig,
     "data/listops": ListOpsConfig,
     "data/logic": LogicConfig,
+    "data/kinship": KinshipConfig,
+    "data/files": FilesConfig,
     "device/device": DeviceConfig,
 }
 

@@ -38,6 +38,8 @@ def check_run_dir(overrides: list[str]) -> None:
 
 def check_device(cfg) -> None:
     """A device or precision this machine lacks; torch is imported only when one is asked for."""
+    if not hasattr(cfg, "device"):
+        return
     device = cfg.device.type
     precision = cfg.trainer.precision
     if device in ("auto", "cpu") and precision != "fp16":

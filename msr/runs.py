@@ -90,8 +90,9 @@ def write_json(path: Path, data: dict) -> None:
 class RunDir:
     """One run's folder: history.jsonl, metrics.json and checkpoints/."""
 
-    def __init__(self, path: str | Path, command: str, command_line: str):
+    def __init__(self, path: str | Path, command: str, command_line: str, empty_summary: dict | None = None):
         self.path = Path(path)
+        self.empty_summary = empty_summary or {}
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoints = self.path / "checkpoints"
         self.command, self.command_line = command, command_line
@@ -107,8 +108,7 @@ class RunDir:
         record = {"command": self.command, "status": status, "command_line": self.command_line}
         if reason:
             record["reason"] = reason
-        record.update({"metrics": {}, "accuracy_by_steps": {}, "steps": 0, "tokens_per_second": None,
-                       "parameters": None})  # what a run that stopped early could not measure
+        record.update(self.empty_summary)  # what a run that stopped early could not measure
         record.update(summary)
         record["wall_seconds"] = round(time.perf_counter() - self._t0, 3)
         record["versions"] = versions()

@@ -48,6 +48,19 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+@pytest.fixture(autouse=True, scope="session")
+def data_cache(tmp_path_factory) -> Path:
+    """Generated tasks and datasets' cache go to one folder per test session, not ~/.cache."""
+    path = tmp_path_factory.mktemp("msr-cache")
+    previous = os.environ.get("MSR_CACHE")
+    os.environ["MSR_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("MSR_CACHE", None)
+    else:
+        os.environ["MSR_CACHE"] = previous
+
+
 @pytest.fixture
 def in_tmp(tmp_path, monkeypatch):
     """Run with the working directory in a fresh temporary folder (Hydra writes outputs/ there)."""

@@ -27,7 +27,7 @@ def test_command_help_shows_groups_and_config(capsys):
     assert "scheduler: constant, cosine, exponential, linear, step" in out
     assert "device: auto, cpu, cuda, mps" in out
     assert "+experiment: transformer_arith" in out
-    assert "data: arith, chain, listops, logic" in out
+    assert "data: arith, chain, files, gsm8k, kinship, listops, logic, scan_jump, scan_length, scan_simple, tinyshakespeare" in out
     assert "max_steps:" in out
 
 

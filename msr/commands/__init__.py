@@ -32,9 +32,9 @@ def run_command(command: str, cfg) -> dict:
 
     hydra = HydraConfig.get()
     command_line = shlex.join(["msr", command, *hydra.overrides.task])  # this job's own overrides
-    run = RunDir(hydra.runtime.output_dir, command, command_line)
-    run.begin()
     module = importlib.import_module(f"msr.commands.{command}")
+    run = RunDir(hydra.runtime.output_dir, command, command_line, getattr(module, "EMPTY_SUMMARY", None))
+    run.begin()
     previous = signal.signal(signal.SIGTERM, _terminate)  # a scheduler's or `kill`'s stop ends like Ctrl-C
     try:
         summary = module.run(cfg, run)

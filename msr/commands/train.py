@@ -15,8 +15,8 @@ import torch
 from omegaconf import OmegaConf
 
 from msr.config import to_object
+from msr.data import load_data
 from msr.data.batching import encode
-from msr.data.splits import generate_splits
 from msr.data.tokenizer import TextTokenizer
 from msr.device import resolve_device
 from msr.errors import UserError
@@ -29,6 +29,9 @@ from msr.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger("msr")
 
+# metrics.json keys a training run always has, whatever stopped it
+EMPTY_SUMMARY = {"metrics": {}, "accuracy_by_steps": {}, "steps": 0, "tokens_per_second": None, "parameters": None}
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -36,25 +39,40 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_lengths(data: dict, max_len: int | None) -> None:
+    """Sequences longer than the model can take are refused with counts, never cut."""
+    if max_len is None:
+        return
+    over = {name: int((split.lengths > max_len).sum()) for name, split in data.items()}
+    if any(over.values()):
+        longest = max(int(split.lengths.max()) for split in data.values())
+        counts = ", ".join(f"{name} {n} of {len(data[name])} ({n / len(data[name]):.1%})"
+                           for name, n in over.items() if n)
+        raise UserError(f"model.max_len={max_len} is shorter than some sequences ({counts}; the longest "
+                        f"has {longest} tokens); raise model.max_len to at least {longest}")
+
+
 def run(dict_cfg, run: RunDir) -> dict:
     cfg = to_object(dict_cfg)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device.type)
 
-    splits = generate_splits(cfg.data)
-    tokenizer = TextTokenizer.build(r["input"] + " " + r["target"] for r in splits["train"])
+    dataset = load_data(cfg.data, cfg.paths)
+    if dataset.corpus:
+        raise UserError(f"data={cfg.data.name} is a text corpus (no input -> target pairs); "
+                        f"msr train needs a task: choose another data= option")
+    splits = dataset.splits
+    tokenizer = TextTokenizer.build((r["input"] + " " + r["target"] for r in splits["train"]),
+                                    cfg.data.tokenizer.value, cfg.data.vocab_size)
     data = {name: encode(records, tokenizer).to(device) for name, records in splits.items()}
-    log.info("data %s: %s; vocabulary %d tokens", cfg.data.name,
-             ", ".join(f"{name} {len(split)}" for name, split in data.items()), tokenizer.vocab_size)
+    log.info("data %s: %s; vocabulary %d tokens (%s)", cfg.data.name,
+             ", ".join(f"{name} {len(split)}" for name, split in data.items()), tokenizer.vocab_size,
+             cfg.data.tokenizer.value)
     for name, split in data.items():
         if split.unknown_tokens:
             log.warning("%s: %d symbols are not in the training vocabulary and map to <unk>", name,
                         split.unknown_tokens)
-    longest = max(int(split.lengths.max()) for split in data.values())
-    max_len = getattr(cfg.model, "max_len", None)
-    if max_len is not None and longest > max_len:
-        raise UserError(f"model.max_len={max_len} is shorter than the longest sequence ({longest} tokens); "
-                        f"raise model.max_len")
+    check_lengths(data, getattr(cfg.model, "max_len", None))
 
     model = build_model(cfg.model, tokenizer.vocab_size).to(device)
     parameters = count_parameters(model)

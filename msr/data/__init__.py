@@ -1,1 +1,86 @@
-"""Tasks, tokenizer and batching: from a data config to tensors a model can train on."""
+"""The composed data set, whatever its source: `load_data(cfg.data, cfg.paths)`.
+
+Built-in tasks are generated (and cached); files and hub sets are read with `datasets`. Either
+way each split becomes a list of records {input, target[, steps][, scratchpad]}, presented as
+the config asks: the template wraps the input, and with `data.scratchpad=true` the target
+becomes "<intermediate steps> #### <answer>". A text corpus gives one {text} record per split.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from msr.errors import UserError
+
+log = logging.getLogger("msr")
+
+ANSWER_MARK = "####"  # between the scratchpad and the answer, as in GSM8K's solutions
+
+
+@dataclass
+class DataSplits:
+    name: str
+    splits: dict[str, list[dict]]
+    corpus: bool = False
+    overlap: dict[str, int] = field(default_factory=dict)  # "val/train": inputs found in both
+
+    @property
+    def has_steps(self) -> bool:
+        return all("steps" in r for rows in self.splits.values() for r in rows[:1])
+
+
+def quiet_datasets() -> None:
+    """`datasets` draws a progress bar for every save and load; msr's own log says what happened."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
+
+def load_data(cfg, paths) -> DataSplits:
+    from msr.config import TaskConfig
+
+    quiet_datasets()
+
+    cache = Path(paths.cache).expanduser()
+    if isinstance(cfg, TaskConfig):
+        from msr.data.generated import load_generated
+
+        raw = {split: table.to_list() for split, table in load_generated(cfg, cache).items()}
+    else:
+        from msr.data.files import load_files
+
+        raw = load_files(cfg, cache)
+    if getattr(cfg, "is_corpus", False):
+        return DataSplits(cfg.name, raw, corpus=True)
+    data = DataSplits(cfg.name, {split: present(rows, cfg) for split, rows in raw.items()})
+    data.overlap = overlap(data.splits)
+    for pair, count in data.overlap.items():
+        if count:
+            log.warning("data %s: %d %s inputs also appear in %s", cfg.name, count, *pair.split("/"))
+    return data
+
+
+def present(rows: list[dict], cfg) -> list[dict]:
+    if cfg.scratchpad and rows and "scratchpad" not in rows[0]:
+        raise UserError(f"data.scratchpad=true, but data {cfg.name} has no scratchpad "
+                        f"(files: name its field with data.scratchpad_field=)")
+    templated = cfg.template != "{input}"
+    out = []
+    for r in rows:
+        r = dict(r)
+        if templated:
+            r["input"] = cfg.template.format(input=r["input"])
+        if cfg.scratchpad:
+            r["target"] = f"{r['scratchpad']} {ANSWER_MARK} {r['target']}"
+        out.append(r)
+    return out
+
+
+def overlap(splits: dict[str, list[dict]]) -> dict[str, int]:
+    """How many inputs of each held-out split also occur in an earlier split."""
+    inputs = {split: {r["input"] for r in rows} for split, rows in splits.items()}
+    pairs = [("val", "train"), ("test", "train"), ("test", "val")]
+    return {f"{a}/{b}": len(inputs[a] & inputs[b]) for a, b in pairs if a in inputs and b in inputs}

@@ -1,7 +1,9 @@
-"""Word-level vocabulary built from the training split, kept as a `tokenizers` tokenizer.json.
+"""Vocabularies built from the training split, kept as a `tokenizers` tokenizer.json.
 
-The same file is saved with every checkpoint, so evaluation and generation always see the
-training vocabulary; symbols it has never seen map to <unk>.
+Three kinds: `word` (whitespace-separated words), `char` (every character, spaces and newlines
+included) and `bpe` (byte-level BPE trained on the split: no symbol is ever unknown). The same
+file is saved with every checkpoint, so evaluation and generation always see the training
+vocabulary; for word and char, symbols it has never seen map to <unk> and are counted.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from tokenizers import Tokenizer, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 PAD, UNK, SEP, EOS = "<pad>", "<unk>", "<sep>", "<eos>"
 SPECIALS = (PAD, UNK, SEP, EOS)
@@ -23,11 +25,23 @@ class TextTokenizer:
             raise ValueError(f"tokenizer lacks one of the special tokens {SPECIALS}")
 
     @classmethod
-    def build(cls, texts: Iterable[str]) -> "TextTokenizer":
-        words = sorted({word for text in texts for word in text.split()} - set(SPECIALS))
-        vocab = {token: i for i, token in enumerate([*SPECIALS, *words])}
+    def build(cls, texts: Iterable[str], kind: str = "word", vocab_size: int = 2000) -> "TextTokenizer":
+        if kind == "bpe":
+            return cls(_bpe(texts, vocab_size))
+        if kind == "char":
+            symbols = {ch for text in texts for ch in text}
+            split = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+            decoder = decoders.Fuse()  # characters join without spaces
+        elif kind == "word":
+            symbols = {word for text in texts for word in text.split()}
+            split, decoder = pre_tokenizers.WhitespaceSplit(), None
+        else:
+            raise ValueError(f"unknown tokenizer kind {kind!r}")
+        vocab = {token: i for i, token in enumerate([*SPECIALS, *sorted(symbols - set(SPECIALS))])}
         tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        tokenizer.pre_tokenizer = split
+        if decoder is not None:
+            tokenizer.decoder = decoder
         tokenizer.add_special_tokens(list(SPECIALS))  # same ids; now skipped by decode()
         return cls(tokenizer)
 
@@ -43,7 +57,23 @@ class TextTokenizer:
         return self.tokenizer.get_vocab_size()
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        """Token ids per text; a text that repeats (a label, a common target) is encoded once."""
+        unique = list(dict.fromkeys(texts))
+        encoded = [e.ids for e in self.tokenizer.encode_batch(unique, add_special_tokens=False)]
+        if len(unique) == len(texts):
+            return encoded
+        ids = dict(zip(unique, encoded))
+        return [ids[text] for text in texts]
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer

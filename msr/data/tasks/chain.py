@@ -5,7 +5,8 @@
 The query's chain (a -> b -> c) is hidden among distractor assignments (d). Steps are the hops
 from the queried variable back to the constant it derives from: here c -> b -> a, 2 steps.
 Values are taken modulo `modulus`. Assignments are listed so that each comes after the ones it
-uses, with the distractors at random places in between.
+uses, with the distractors at random places in between. The scratchpad is the chain's values
+from the constant up to the query: "a = 3 , b = 5 , c = 10".
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ def sample(rng: random.Random, steps: int, cfg) -> dict:
             statement = f"{name} = {rng.randrange(cfg.modulus)}"
         statements.insert(position, statement)
     text = " ; ".join(statements) + f" ; {chain[-1]} ?"
-    return {"input": text, "target": answer(text, cfg.modulus), "steps": steps}
+    values = run(text, cfg.modulus)
+    scratchpad = " , ".join(f"{name} = {values[name]}" for name in chain)
+    return {"input": text, "target": str(values[chain[-1]]), "steps": steps, "scratchpad": scratchpad}
 
 
-def answer(text: str, modulus: int) -> str:
-    """The task's own solver: run the assignments in order, then read the queried variable."""
-    *statements, query = (part.split() for part in text.split(";"))
+def run(text: str, modulus: int) -> dict[str, int]:
+    """Every variable's value, running the assignments in order."""
+    *statements, _ = (part.split() for part in text.split(";"))
     values: dict[str, int] = {}
     for name, _, *expression in statements:
         if len(expression) == 1:
@@ -44,7 +47,12 @@ def answer(text: str, modulus: int) -> str:
         else:
             source, op, constant = expression
             values[name] = OPERATIONS[op](values[source], int(constant)) % modulus
-    return str(values[query[0]])
+    return values
+
+
+def answer(text: str, modulus: int) -> str:
+    """The task's own solver: run the assignments, then read the queried variable."""
+    return str(run(text, modulus)[text.split(";")[-1].split()[0]])
 
 
 def count(steps: int, cfg) -> int:

@@ -4,7 +4,8 @@
 
 Operators: MAX, MIN, MED (the median; for an even count, the mean of the two middle values
 rounded down) and SM (sum modulo 10), each over 2..max_arity arguments. Steps are the nesting
-depth: the innermost list must be reduced before the one around it, and so on outwards.
+depth: the innermost list must be reduced before the one around it, and so on outwards. The
+scratchpad is each list's value in the order the lists close: "4 , 9" above.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ REDUCE = {
 
 def sample(rng: random.Random, steps: int, cfg) -> dict:
     text = " ".join(_tree(rng, steps, cfg))
-    return {"input": text, "target": answer(text), "steps": steps}
+    values = list_values(text)
+    return {"input": text, "target": values[-1], "steps": steps, "scratchpad": " , ".join(values)}
 
 
 def _tree(rng: random.Random, depth: int, cfg) -> list[str]:
@@ -46,21 +48,29 @@ def _tree(rng: random.Random, depth: int, cfg) -> list[str]:
     return words + ["]"]
 
 
-def answer(text: str) -> str:
-    """The task's own solver: reduce each list when its closing bracket arrives."""
+def list_values(text: str) -> list[str]:
+    """The task's own solver: reduce each list when its closing bracket arrives; the values in
+    that order, the whole expression's last."""
     stack: list[list] = []
+    values = []
     for word in text.split():
         if word.startswith("["):
             stack.append([word[1:]])
         elif word == "]":
             op, *args = stack.pop()
             value = REDUCE[op](args)
+            values.append(str(value))
             if not stack:
-                return str(value)
+                return values
             stack[-1].append(value)
         else:
             stack[-1].append(int(word))
     raise ValueError(f"unbalanced ListOps expression: {text!r}")
+
+
+def answer(text: str) -> str:
+    """The value of the whole expression."""
+    return list_values(text)[-1]
 
 
 def count(steps: int, cfg) -> int:

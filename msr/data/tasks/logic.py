@@ -7,7 +7,8 @@ As in ProofWriter's open-world setting there is no closed-world negation: a stat
 the theory neither proves nor refutes is Unknown. Steps are the rule applications on the
 query's chain (2 above). An Unknown example has the same chain with one link left out, so
 the model has to follow it to find the gap. Distractor facts and rules, about attributes
-off the chain, never touch the query. Sentences come in random order.
+off the chain, never touch the query. Sentences come in random order. The scratchpad is what
+follows about the query's subject link by link: "Anne is big , Anne is kind , Anne is not red".
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ def sample(rng: random.Random, steps: int, cfg) -> dict:
     chain, others = attributes[: steps + 1], attributes[steps + 1 :]
     label = rng.choice(LABELS)
     sentences = [f"{name} is {chain[0]} ."]
+    proof = [f"{name} is {chain[0]}"]  # what follows about `name`, link by link
     for i, (a, b) in enumerate(zip(chain, chain[1:])):
         negated = label == "False" and i == steps - 1
         sentences.append(f"If someone is {a} then they are {'not ' if negated else ''}{b} .")
+        proof.append(f"{name} is {'not ' if negated else ''}{b}")
     if label == "Unknown":
-        sentences.pop(rng.randrange(len(sentences)))  # a missing fact or link: unprovable
+        gap = rng.randrange(len(sentences))  # a missing fact or link: unprovable
+        sentences.pop(gap)
+        proof = proof[:gap] or ["nothing follows"]
     for _ in range(cfg.distractors):
         if rng.random() < 0.5:
             sentences.append(f"{rng.choice(NAMES)} is {rng.choice(others)} .")
@@ -41,7 +46,7 @@ def sample(rng: random.Random, steps: int, cfg) -> dict:
             sentences.append(f"If someone is {a} then they are {b} .")
     rng.shuffle(sentences)
     text = " ".join(sentences) + f" Question : {name} is {chain[-1]} ?"
-    return {"input": text, "target": answer(text), "steps": steps}
+    return {"input": text, "target": answer(text), "steps": steps, "scratchpad": " , ".join(proof)}
 
 
 def answer(text: str) -> str:

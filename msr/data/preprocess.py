@@ -1,0 +1,22 @@
+"""Per-example preparation of the real data sets: where their steps and scratchpads come from."""
+
+from __future__ import annotations
+
+# SCAN's composition words: each one makes the interpreter apply a rule to a sub-command.
+SCAN_OPERATORS = frozenset({"and", "after", "twice", "thrice", "around", "opposite"})
+
+
+def scan(record: dict) -> dict:
+    """SCAN (Lake & Baroni, 2018): steps = composition words in the command ("jump" alone: 0)."""
+    return {**record, "steps": sum(word in SCAN_OPERATORS for word in record["input"].split())}
+
+
+def gsm8k(record: dict) -> dict:
+    """GSM8K (Cobbe et al., 2021): the solution lines before "#### N" are the scratchpad and the
+    steps; N is the answer."""
+    solution, _, final = record["target"].rpartition("####")
+    lines = [line.strip() for line in solution.strip().splitlines() if line.strip()]
+    return {**record, "target": final.strip(), "steps": len(lines), "scratchpad": "\n".join(lines)}
+
+
+PREPROCESS = {"scan": scan, "gsm8k": gsm8k}
