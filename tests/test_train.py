@@ -45,7 +45,7 @@ def test_every_model_trains_and_leaves_a_complete_run_folder(model, in_tmp):
     assert not [p for p in run.rglob("*") if ".tmp" in p.name or ".old" in p.name]
 
 
-@pytest.mark.parametrize("task", ["chain", "listops", "logic"])
+@pytest.mark.parametrize("task", ["chain", "listops", "logic", "kinship"])
 def test_every_built_in_task_trains(task, in_tmp):
     assert run_msr("train", f"data={task}", *TINY, *TINY_MODEL["gru"], "hydra.run.dir=run") == 0
     metrics = read_metrics(in_tmp / "run")

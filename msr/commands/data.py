@@ -26,7 +26,7 @@ def run(dict_cfg, run: RunDir) -> dict:
     data = load_data(cfg.data, cfg.paths)
     field = "text" if data.corpus else "input"
     tokenizer = TextTokenizer.build((r[field] + " " + r.get("target", "") for r in data.splits["train"]),
-                                    cfg.data.tokenizer.value, cfg.data.vocab_size)
+                                    cfg.data.tokenizer, cfg.data.vocab_size)
     summary = summarize(data, tokenizer)
     show(cfg.data.name, data, summary, cfg.examples)
     if cfg.export:

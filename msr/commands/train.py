@@ -63,11 +63,11 @@ def run(dict_cfg, run: RunDir) -> dict:
                         f"msr train needs a task: choose another data= option")
     splits = dataset.splits
     tokenizer = TextTokenizer.build((r["input"] + " " + r["target"] for r in splits["train"]),
-                                    cfg.data.tokenizer.value, cfg.data.vocab_size)
+                                    cfg.data.tokenizer, cfg.data.vocab_size)
     data = {name: encode(records, tokenizer).to(device) for name, records in splits.items()}
     log.info("data %s: %s; vocabulary %d tokens (%s)", cfg.data.name,
              ", ".join(f"{name} {len(split)}" for name, split in data.items()), tokenizer.vocab_size,
-             cfg.data.tokenizer.value)
+             cfg.data.tokenizer)
     for name, split in data.items():
         if split.unknown_tokens:
             log.warning("%s: %d symbols are not in the training vocabulary and map to <unk>", name,

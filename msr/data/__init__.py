@@ -36,7 +36,7 @@ def quiet_datasets() -> None:
     import datasets
 
     datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its read errors reach the user as ours
 
 
 def load_data(cfg, paths) -> DataSplits:

@@ -29,8 +29,8 @@ def load_files(cfg, cache_root: Path) -> dict[str, list[dict]]:
     if cfg.is_corpus:
         return split_corpus(tables, cfg)
     data = {split: to_records(table, cfg, source) for split, (table, source) in tables.items()}
-    if cfg.preprocess.value != "none":
-        data = {split: [PREPROCESS[cfg.preprocess.value](r) for r in rows] for split, rows in data.items()}
+    if cfg.preprocess != "none":
+        data = {split: [PREPROCESS[cfg.preprocess](r) for r in rows] for split, rows in data.items()}
     return carve(data, cfg)
 
 
@@ -41,7 +41,7 @@ def load_local(cfg, cache_root: Path) -> dict:
     if not root.exists():
         raise UserError(f"data.path={cfg.path} does not exist; point it at a file or a folder of split files "
                         f"(the ready data configs read under paths.data, set by MSR_DATA)")
-    if cfg.format.value == "arrow":
+    if cfg.format == "arrow":
         try:
             loaded = load_from_disk(str(root))
         except FileNotFoundError:
@@ -54,10 +54,10 @@ def load_local(cfg, cache_root: Path) -> dict:
     for split, file in files.items():
         kwargs = {"sample_by": "document"} if cfg.is_corpus else {}
         try:
-            table = load_dataset(BUILDERS[cfg.format.value], data_files=str(file), split="train",
+            table = load_dataset(BUILDERS[cfg.format], data_files=str(file), split="train",
                                  cache_dir=str(Path(cache_root).expanduser() / "datasets"), **kwargs)
         except Exception as err:
-            raise UserError(diagnose(file, cfg.format.value, err)) from None
+            raise UserError(diagnose(file, cfg.format, err)) from None
         if cfg.pattern:
             table = parse_lines(table, cfg.pattern, file)
         tables[split] = (table, str(file))
@@ -69,7 +69,7 @@ def split_files(cfg, root: Path) -> dict[str, Path]:
         named = {"train": root}
         folder = root.parent
     else:
-        ext = EXTENSIONS[cfg.format.value]
+        ext = EXTENSIONS[cfg.format]
         named = {split: root / f"{split}.{ext}" for split in ("train", "val", "test")
                  if (root / f"{split}.{ext}").is_file()}
         folder = root
@@ -78,7 +78,7 @@ def split_files(cfg, root: Path) -> dict[str, Path]:
         if given:
             named[split] = folder / given
     if "train" not in named:
-        raise UserError(f"data.path={cfg.path}: no training file; expected train.{EXTENSIONS[cfg.format.value]} "
+        raise UserError(f"data.path={cfg.path}: no training file; expected train.{EXTENSIONS[cfg.format]} "
                         f"there, or name it with data.train_file=")
     for split, file in named.items():
         if not file.is_file():
@@ -88,6 +88,8 @@ def split_files(cfg, root: Path) -> dict[str, Path]:
 
 def diagnose(file: Path, fmt: str, err: Exception) -> str:
     """Why `datasets` could not read a file, as one line; for JSON Lines, the first bad line."""
+    if file.stat().st_size == 0:
+        return f"{file} is empty; an empty split cannot be used"
     if fmt == "jsonl":
         with open(file, encoding="utf-8", errors="replace") as f:
             for number, line in enumerate(f, 1):
@@ -179,7 +181,7 @@ def split_corpus(tables: dict, cfg) -> dict[str, list[dict]]:
     if set(texts) == {"train"}:
         text = texts.pop("train")
         n = len(text)
-        cuts = [0, round(n * (1 - cfg.val_ratio - cfg.test_ratio)), round(n * (1 - cfg.test_ratio)), n]
+        cuts = [0, int(n * (1 - cfg.val_ratio - cfg.test_ratio)), int(n * (1 - cfg.test_ratio)), n]  # as nanoGPT
         texts = {split: text[a:b] for split, a, b in zip(("train", "val", "test"), cuts, cuts[1:]) if b > a}
     for split, text in texts.items():
         if not text.strip():
