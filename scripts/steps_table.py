@@ -47,6 +47,7 @@ MODEL_OVERRIDES: dict[str, list[str]] = {
         "optimizer.weight_decay=0.1",
         "trainer.max_steps=10000",
         "trainer.eval_every=1000",
+        "model.max_len=512",  # listops with a scratchpad reaches 271 tokens at 8 steps; the default is 256
     ],
 }
 

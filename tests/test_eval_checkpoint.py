@@ -84,3 +84,26 @@ def test_checkpoint_round_trip(tmp_path):
     assert load_tokenizer(tmp_path / "last").to_str() == tok.to_str()
     state = load_trainer_state(tmp_path / "last")
     assert state["step"] == 8 and state["optimizer"]["state"]
+
+
+def test_weights_packed_in_one_buffer_and_tied_weights_round_trip(tmp_path):
+    """cuDNN keeps an RNN's weights as views of one flat buffer; tied embeddings are one tensor.
+    Both must save (safetensors refuses shared buffers as they are) and load back exactly."""
+    from msr.config import TransformerConfig
+
+    lstm = build_model(RecurrentConfig(name="lstm", embedding_size=8, hidden_size=8, tie_embeddings=True), 11)
+    weights = list(lstm.rnn.parameters())
+    flat = torch.cat([w.detach().flatten() for w in weights])
+    offset = 0
+    for w in weights:  # the layout flatten_parameters() makes on a GPU
+        w.data = flat[offset : offset + w.numel()].view_as(w)
+        offset += w.numel()
+    transformer = build_model(TransformerConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=16), 11)
+    tokenizer = TextTokenizer.build(["a b"])
+    for model in (lstm, transformer):
+        save_checkpoint(tmp_path / "ckpt", model, tokenizer, {})
+        fresh = build_model(RecurrentConfig(name="lstm", embedding_size=8, hidden_size=8, tie_embeddings=True), 11) \
+            if model is lstm else build_model(TransformerConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=16), 11)
+        load_weights(tmp_path / "ckpt", fresh)
+        for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
+            assert torch.equal(a, b), name

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from msr.data.tokenizer import TextTokenizer
@@ -34,7 +34,7 @@ def save_checkpoint(directory: Path, model: nn.Module, tokenizer: TextTokenizer,
         shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
     try:
-        save_model(model, str(tmp / "model.safetensors"))
+        save_weights(model, tmp / "model.safetensors")
         (tmp / "tokenizer.json").write_text(tokenizer.to_str())
         (tmp / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, **meta}, indent=2))
         if trainer_state is not None:
@@ -52,8 +52,30 @@ def save_checkpoint(directory: Path, model: nn.Module, tokenizer: TextTokenizer,
         raise
 
 
+def tied_groups(model: nn.Module) -> list[list[str]]:
+    """State-dict names that are one tensor (tied embeddings): same address, shape and strides.
+    Views into one buffer with other offsets (cuDNN packs an RNN's weights so) are not ties."""
+    groups: dict[tuple, list[str]] = {}
+    for name, tensor in model.state_dict().items():
+        groups.setdefault((tensor.data_ptr(), tuple(tensor.shape), tensor.stride()), []).append(name)
+    return list(groups.values())
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    """Each tensor once, as its own contiguous CPU copy: safetensors refuses views of a shared
+    buffer, which is how cuDNN keeps RNN weights on the GPU."""
+    state = model.state_dict()
+    tensors = {group[0]: state[group[0]].detach().to("cpu", copy=True).contiguous() for group in tied_groups(model)}
+    save_file(tensors, str(path), metadata={"format": "pt"})
+
+
 def load_weights(directory: Path, model: nn.Module, device: torch.device | str = "cpu") -> None:
-    load_model(model, str(Path(directory) / "model.safetensors"), device=str(device))
+    tensors = load_file(str(Path(directory) / "model.safetensors"), device=str(device))
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    unloaded = [g for g in tied_groups(model) if not set(g) - set(missing)]  # a tie needs one member
+    if unexpected or unloaded:
+        raise ValueError(f"checkpoint {directory} does not fit the model: "
+                         f"missing {[g[0] for g in unloaded]}, unexpected {unexpected}")
 
 
 def load_meta(directory: Path) -> dict:
