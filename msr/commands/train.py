@@ -67,7 +67,7 @@ def run(dict_cfg, run: RunDir) -> dict:
     data = {name: encode(records, tokenizer).to(device) for name, records in splits.items()}
     log.info("data %s: %s; vocabulary %d tokens (%s)", cfg.data.name,
              ", ".join(f"{name} {len(split)}" for name, split in data.items()), tokenizer.vocab_size,
-             cfg.data.tokenizer)
+             cfg.data.tokenizer.value)
     for name, split in data.items():
         if split.unknown_tokens:
             log.warning("%s: %d symbols are not in the training vocabulary and map to <unk>", name,
