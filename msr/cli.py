@@ -18,6 +18,13 @@ COMMANDS = {
     "data": "summarise the composed data set without training; --export writes it as JSONL",
 }
 FLAGS = {"data": {"--export": "export=true"}}  # a command's own flags, as the overrides they mean
+EXAMPLES = {
+    "train": ["model=gru optimizer.lr=1e-3",
+              "-m model=lstm,gru optimizer.lr=1e-3,3e-3   one run folder per job",
+              "data=listops data.train.max_steps=4 data.test.max_steps=8"],
+    "data": ["data=kinship data.test.max_steps=8",
+             "data=scan_simple paths.data=../shared/data --export   also write the splits as JSONL"],
+}
 
 _PACKAGE = Path(__file__).resolve().parent
 # An installed wheel carries conf/ as msr/conf; a checkout keeps it at the top level.
@@ -99,10 +106,8 @@ def command_help(command: str, overrides: list[str]) -> str:
         f"usage: msr {command} [group=option ...] [key=value ...] [-m] [--cfg job] [--info]\n\n"
         "Config groups (choose with group=option):\n" + "\n".join(groups) + "\n\n"
         "Config (override any key with key=value):\n" + config + "\n"
-        "Examples:\n"
-        f"  msr {command} model=gru optimizer.lr=1e-3\n"
-        f"  msr {command} -m model=lstm,gru optimizer.lr=1e-3,3e-3   one run folder per job\n"
-        f"  msr {command} --cfg job                                   print the composed config\n"
+        "Examples:\n" + "".join(f"  msr {command} {example}\n" for example in EXAMPLES[command]) +
+        f"  msr {command} --cfg job   print the composed config\n"
         f"Runs go to outputs/{command}/<date>/<time>/; Hydra's own options: msr {command} --hydra-help\n"
     )
 

@@ -31,6 +31,13 @@ def test_command_help_shows_groups_and_config(capsys):
     assert "max_steps:" in out
 
 
+def test_data_command_help_lists_only_its_groups(capsys):
+    assert run_msr("data", "--help") == 0
+    out = capsys.readouterr().out
+    assert "  data: arith, chain, files, gsm8k, kinship" in out and "--export" in out
+    assert "model:" not in out and "optimizer:" not in out and "experiment" not in out
+
+
 def test_experiment_presets_compose(capsys, in_tmp):
     assert run_msr("train", "+experiment=transformer_arith", "--cfg", "job") == 0
     out = capsys.readouterr().out

@@ -250,3 +250,10 @@ def test_bpe_tokenizer_has_no_unknowns_and_round_trips():
 def test_word_tokenizer_encodes_repeated_texts_once_and_alike():
     tokenizer = TextTokenizer.build(["a b c"])
     assert tokenizer.encode_batch(["a b", "c", "a b"]) == [[4, 5], [6], [4, 5]]
+
+
+def test_a_steps_value_that_is_not_a_number_is_named(tmp_path, paths):
+    rows = [{"input": f"x {i}", "target": "y", "steps": 2} for i in range(10)] + [{"input": "z", "target": "y", "steps": "two"}]
+    file = write_jsonl(tmp_path / "train.jsonl", rows)
+    with pytest.raises(UserError, match=r"example \d+: steps='two' is not a whole number of steps"):
+        load_data(FilesConfig(path=str(file), val_ratio=0.0, test_ratio=0.0), paths)

@@ -147,10 +147,14 @@ def to_records(table, cfg, source: str) -> list[dict]:
             raise UserError(f"{source}: no field {name!r} (data.{key}_field); fields present: {', '.join(present)}")
     columns = {key: table[name] for key, name in fields.items()}
     records = [dict(zip(columns, values)) for values in zip(*columns.values())]
-    for r in records:
+    for number, r in enumerate(records, 1):
         r["input"], r["target"] = str(r["input"]), str(r["target"])
         if "steps" in r:
-            r["steps"] = int(r["steps"])
+            try:
+                r["steps"] = int(r["steps"])
+            except (TypeError, ValueError):
+                raise UserError(f"{source}: example {number}: {fields['steps']}={r['steps']!r} is not a "
+                                f"whole number of steps") from None
     if not records:
         raise UserError(f"{source}: no examples; the split is empty")
     return records
