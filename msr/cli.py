@@ -15,6 +15,8 @@ from msr.errors import UserError
 
 COMMANDS = {
     "train": "supervised training from scratch on a task (input -> target)",
+    "evaluate": "score a run's checkpoint on a split: accuracy by reasoning steps, errors, BLEU",
+    "generate": "decode from a run's checkpoint for given prompts",
     "data": "summarise the composed data set without training; --export writes it as JSONL",
 }
 FLAGS = {"data": {"--export": "export=true"}}  # a command's own flags, as the overrides they mean
@@ -24,6 +26,12 @@ EXAMPLES = {
               "data=listops data.train.max_steps=4 data.test.max_steps=8"],
     "data": ["data=kinship data.test.max_steps=8",
              "data=scan_simple paths.data=../shared/data --export   also write the splits as JSONL"],
+    "evaluate": ["run=outputs/train/DATE/TIME data.test.max_steps=8   the run's data, longer test steps",
+                 "run=RUN decode.strategy=beam decode.beam_size=5",
+                 "run=RUN decode.strategy=sample decode.self_consistency=9   majority vote of 9 samples",
+                 "run=[RUN_A,RUN_B]   an ensemble"],
+    "generate": ["run=RUN prompt='3 + 4 * 2 ='",
+                 "run=RUN prompts_file=prompts.txt decode.strategy=sample decode.num_return_sequences=3"],
 }
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -61,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(f"msr: error: unknown command {command!r}\n\n{usage()}")
         sys.exit(2)
     rest = [FLAGS.get(command, {}).get(arg, arg) for arg in rest]
+    if command == "evaluate":
+        rest = inherit_data(rest)
 
     from hydra._internal.utils import get_args_parser
 
@@ -83,6 +93,25 @@ def main(argv: list[str] | None = None) -> None:
         run_hydra(command, rest)
     except UserError as err:
         fail(str(err))
+
+
+def inherit_data(args: list[str]) -> list[str]:
+    """`msr evaluate run=RUN` scores on the run's own data: its data option and data.* overrides
+    go first, so that the user's own overrides come after them and win. With data=NAME given,
+    the run's data overrides no longer apply; paths.* always does."""
+    run = next((a.partition("=")[2] for a in args if a.startswith("run=")), "")
+    first = Path(run.strip("[]").split(",")[0].strip())
+    folder = first.parents[1] if (first / "model.safetensors").is_file() else first  # RUN/checkpoints/NAME
+    saved = folder / ".hydra" / "overrides.yaml"
+    if not run or not saved.is_file():
+        return args  # nothing to inherit; a missing run is reported by validation
+    import yaml
+
+    overrides = yaml.safe_load(saved.read_text()) or []
+    choices = yaml.safe_load((folder / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]
+    own_data = any(a.startswith("data=") for a in args)
+    inherited = [o for o in overrides if o.startswith("paths.") or (not own_data and o.startswith("data."))]
+    return ([] if own_data else [f"data={choices['data']}"]) + inherited + args
 
 
 def command_help(command: str, overrides: list[str]) -> str:

@@ -532,6 +532,95 @@ class TrainConfig(Validated):
                     f"must be at most data.train.size={train_size}")
 
 
+class Strategy(str, Enum):
+    greedy = "greedy"
+    beam = "beam"
+    sample = "sample"
+
+
+@dataclass
+class DecodeConfig(Validated):
+    """How evaluate and generate turn a model's next-token distribution into text."""
+
+    strategy: Strategy = Strategy.greedy
+    max_new_tokens: int = 128  # stops earlier at <eos>
+    beam_size: int = 4
+    length_penalty: float = 1.0  # beams ranked by logprob / length**length_penalty
+    temperature: float = 1.0  # sample only, like top_k and top_p
+    top_k: int = 0  # 0: no limit
+    top_p: float = 1.0  # nucleus: the fewest tokens holding this much probability
+    num_return_sequences: int = 1
+    self_consistency: int = 1  # > 1: sample this many answers, keep the majority (Wang et al. 2022)
+    batch_size: int = 500  # sequences decoded at once
+
+    def check(self, p: str) -> None:
+        positive_ints(self, p, "max_new_tokens", "beam_size", "num_return_sequences", "self_consistency",
+                      "batch_size")
+        positive(p + "temperature", self.temperature)
+        non_negative(p + "top_k", self.top_k)
+        require(0 < self.top_p <= 1, p + "top_p", self.top_p, "must be in (0, 1]")
+        if self.strategy == Strategy.beam:
+            require(self.num_return_sequences <= self.beam_size, p + "num_return_sequences",
+                    self.num_return_sequences, f"must be <= decode.beam_size={self.beam_size}")
+        require(self.self_consistency == 1 or self.strategy == Strategy.sample, p + "self_consistency",
+                self.self_consistency, "needs decode.strategy=sample: a vote over identical answers decides nothing")
+
+
+def check_runs(key: str, runs: Any) -> list[str]:
+    """`run=RUN` or `run=[A,B,...]`: each a run folder or one of its checkpoint folders."""
+    from pathlib import Path
+
+    listed = [runs] if isinstance(runs, str) else list(runs)
+    require(len(listed) > 0, key, runs, "a run folder, or a list of them for an ensemble: run=[A,B]")
+    for run in listed:
+        require(Path(run).is_dir(), key, run, "must be an existing run folder (outputs/train/<date>/<time>)")
+    return listed
+
+
+@dataclass
+class EvaluateConfig(Validated):
+    """`msr evaluate run=RUN`: score a run's checkpoint on a split of its data (or other data)."""
+
+    run: Any = MISSING  # a run folder, or [A,B,...] for an ensemble
+    checkpoint: str = "best"  # best | last
+    split: str = "test"  # train | val | test
+    limit: int = 0  # score only the first N examples; 0: all
+    seed: int = 0  # for sampling
+    data: Any = MISSING  # the run's own data unless overridden (msr fills it in from the run)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+    def check(self, p: str) -> None:
+        check_runs("run", self.run)
+        require(self.checkpoint in ("best", "last"), "checkpoint", self.checkpoint, "one of best, last")
+        require(self.split in ("train", "val", "test"), "split", self.split, "one of train, val, test")
+        non_negative("limit", self.limit)
+
+
+@dataclass
+class GenerateConfig(Validated):
+    """`msr generate run=RUN prompt=...`: continue prompts with a run's checkpoint."""
+
+    run: Any = MISSING
+    checkpoint: str = "best"
+    prompt: str = ""
+    prompts_file: str = ""  # one prompt per line
+    seed: int = 0
+    decode: DecodeConfig = field(default_factory=lambda: DecodeConfig(max_new_tokens=256))
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+
+    def check(self, p: str) -> None:
+        from pathlib import Path
+
+        check_runs("run", self.run)
+        require(self.checkpoint in ("best", "last"), "checkpoint", self.checkpoint, "one of best, last")
+        require(bool(self.prompt) != bool(self.prompts_file), "prompt", self.prompt or None,
+                "give exactly one of prompt=TEXT and prompts_file=FILE")
+        require(not self.prompts_file or Path(self.prompts_file).is_file(), "prompts_file", self.prompts_file,
+                "must be an existing file with one prompt per line")
+
+
 @dataclass
 class DataCommandConfig(Validated):
     """`msr data`: summarise the composed data set; `--export` also writes it as JSONL."""
@@ -548,6 +637,8 @@ class DataCommandConfig(Validated):
 SCHEMAS = {
     "train": TrainConfig,
     "data": DataCommandConfig,
+    "evaluate": EvaluateConfig,
+    "generate": GenerateConfig,
     "model/recurrent": RecurrentConfig,
     "model/transformer": TransformerConfig,
     "optimizer/sgd": SGDConfig,

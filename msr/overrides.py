@@ -41,7 +41,7 @@ def check_device(cfg) -> None:
     if not hasattr(cfg, "device"):
         return
     device = cfg.device.type
-    precision = cfg.trainer.precision
+    precision = cfg.trainer.precision if hasattr(cfg, "trainer") else "fp32"
     if device in ("auto", "cpu") and precision != "fp16":
         return
     from msr.device import check_precision, resolve_device

@@ -82,6 +82,7 @@ def run(dict_cfg, run: RunDir) -> dict:
     trainer = Trainer(model, optimizer, scheduler, cfg.trainer, device)
 
     meta = {"model": asdict(cfg.model), "vocab_size": tokenizer.vocab_size, "task": cfg.data.name,
+            "objective": "supervised",
             "config": OmegaConf.to_container(dict_cfg, resolve=True)}
 
     def save(name: str, state: dict) -> None:

@@ -19,6 +19,11 @@ log = logging.getLogger("msr")
 ANSWER_MARK = "####"  # between the scratchpad and the answer, as in GSM8K's solutions
 
 
+def answer_of(text: str) -> str:
+    """The final answer in a target or a prediction: what follows the last ####, if any."""
+    return " ".join(text.rpartition(ANSWER_MARK)[2].split())
+
+
 @dataclass
 class DataSplits:
     name: str

@@ -23,6 +23,7 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext) 
     model.eval()
     loss_sum, tokens, token_hits = 0.0, 0, 0
     correct = torch.zeros(len(split), dtype=torch.bool)
+    logprobs = torch.zeros(len(split))  # of each whole target (and its <eos>)
     for start in range(0, len(split), batch_size):
         index = torch.arange(start, min(start + batch_size, len(split)))
         inputs, labels = split.batch(index)
@@ -30,8 +31,10 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext) 
             logits, _ = model(inputs)
         logits = logits.float()
         mask = labels != IGNORE
-        loss_sum += F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
-                                    reduction="sum").item()
+        token_loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
+                                     reduction="none").view(labels.shape)
+        loss_sum += token_loss.sum().item()
+        logprobs[start : start + len(index)] = -token_loss.sum(dim=1).cpu()
         hits = (logits.argmax(-1) == labels) & mask
         tokens += int(mask.sum())
         token_hits += int(hits.sum())
@@ -42,6 +45,8 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext) 
         "accuracy": int(correct.sum()) / max(len(split), 1),
         "token_accuracy": token_hits / max(tokens, 1),
         "by_steps": accuracy_by_steps(correct, split.steps),
+        "correct": correct,
+        "logprobs": logprobs,
     }
 
 

@@ -1,4 +1,5 @@
-"""Every model is a causal LM: `model(tokens, state=None) -> (logits, state)`."""
+"""Every model is a causal LM: `model(tokens, state=None) -> (logits, state)`, and
+`model.reorder_state(state, index)` keeps the state of the sequences `index` (for decoding)."""
 
 from __future__ import annotations
 

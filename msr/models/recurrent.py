@@ -33,3 +33,10 @@ class RecurrentLM(nn.Module):
         x = self.drop(self.embed(tokens))
         out, state = self.rnn(x, state)
         return self.head(self.drop(out)), state
+
+    @staticmethod
+    def reorder_state(state, index: torch.Tensor):
+        """The state of sequences `index` (batch is dim 1 of h and c): beams and finished rows."""
+        if isinstance(state, tuple):
+            return tuple(s.index_select(1, index) for s in state)
+        return state.index_select(1, index)

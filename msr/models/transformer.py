@@ -109,3 +109,8 @@ class TransformerLM(nn.Module):
             x, layer_cache = block(x, None if state is None else state[i])
             cache.append(layer_cache)
         return self.head(self.ln_f(x)), tuple(cache)
+
+    @staticmethod
+    def reorder_state(state, index: torch.Tensor):
+        """The KV cache of sequences `index` (batch is dim 0 of every key and value tensor)."""
+        return tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in state)

@@ -1,0 +1,56 @@
+"""Trained runs as models for scoring and decoding: one checkpoint, or several as an ensemble."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from msr.errors import UserError
+from msr.train.checkpoint import load_meta, load_tokenizer, load_weights
+
+
+def checkpoint_dir(run: str | Path, name: str) -> Path:
+    """RUN is a run folder or one of its checkpoint folders."""
+    path = Path(run)
+    if (path / "model.safetensors").is_file():
+        return path
+    found = path / "checkpoints" / name
+    if not (found / "model.safetensors").is_file():
+        raise UserError(f"{run} has no checkpoints/{name}/model.safetensors: not a run of msr train "
+                        f"(or it stopped before its first checkpoint; checkpoint=last may exist)")
+    return found
+
+
+def load_checkpoint(directory: Path, device):
+    """(model, tokenizer, meta) of one checkpoint, the model built from the config it saved."""
+    from msr.config import RecurrentConfig, TransformerConfig
+    from msr.models import build_model
+
+    meta = load_meta(directory)
+    saved = dict(meta.get("model", {}))
+    schema = {"transformer": TransformerConfig, "rnn": RecurrentConfig, "lstm": RecurrentConfig,
+              "gru": RecurrentConfig}.get(saved.get("name"))
+    if schema is None:
+        raise UserError(f"{directory}/meta.json names no model msr knows ({saved.get('name')!r})")
+    try:
+        model = build_model(schema(**saved), meta["vocab_size"]).to(device)
+        load_weights(directory, model, device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise UserError(f"{directory}: the weights do not fit the {saved['name']} model its meta.json "
+                        f"describes ({str(err).splitlines()[0]})") from None
+    model.eval()
+    return model, load_tokenizer(directory), meta
+
+
+def load_models(runs: list[str], checkpoint: str, device):
+    """One run's model, or an Ensemble of several that share one vocabulary."""
+    from msr.models.ensemble import Ensemble
+
+    loaded = [load_checkpoint(checkpoint_dir(run, checkpoint), device) for run in runs]
+    model, tokenizer, meta = loaded[0]
+    for run, (_, other, _) in zip(runs[1:], loaded[1:]):
+        if other.to_str() != tokenizer.to_str():
+            raise UserError(f"run={run} has another vocabulary than {runs[0]}: an ensemble averages "
+                            f"next-token probabilities, so its members must share one tokenizer")
+    if len(loaded) > 1:
+        model = Ensemble([m for m, _, _ in loaded]).eval()
+    return model, tokenizer, meta
