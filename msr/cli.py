@@ -20,6 +20,7 @@ COMMANDS = {
     "data": "summarise the composed data set without training; --export writes it as JSONL",
 }
 FLAGS = {"data": {"--export": "export=true"}}  # a command's own flags, as the overrides they mean
+TEXT_KEYS = ("prompt", "data.template")
 EXAMPLES = {
     "train": ["model=gru optimizer.lr=1e-3",
               "-m model=lstm,gru optimizer.lr=1e-3,3e-3   one run folder per job",
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         sys.stderr.write(f"msr: error: unknown command {command!r}\n\n{usage()}")
         sys.exit(2)
-    rest = [FLAGS.get(command, {}).get(arg, arg) for arg in rest]
+    rest = [quote_text(FLAGS.get(command, {}).get(arg, arg)) for arg in rest]
     if command == "evaluate":
         rest = inherit_data(rest)
 
@@ -93,6 +94,15 @@ def main(argv: list[str] | None = None) -> None:
         run_hydra(command, rest)
     except UserError as err:
         fail(str(err))
+
+
+def quote_text(arg: str) -> str:
+    """Free-text values (`prompt=7 * 3 =`, `data.template=Q: {input} A:`) as Hydra quoted
+    strings, so that any characters pass its override grammar without the user quoting twice."""
+    key, equals, value = arg.partition("=")
+    if key.lstrip("+") not in TEXT_KEYS or not equals or value[:1] in ("'", '"'):
+        return arg
+    return key + "='" + value.replace("'", "\\'") + "'"
 
 
 def inherit_data(args: list[str]) -> list[str]:

@@ -100,3 +100,8 @@ def test_cuda_without_cuda_says_so(capsys, in_tmp):
     err = capsys.readouterr().err
     assert "device=cuda: CUDA is not available here" in err and "device=cpu" in err
     assert not (in_tmp / "outputs").exists()
+
+
+def test_free_text_values_need_no_hydra_quoting(capsys, in_tmp):
+    assert run_msr("train", "--cfg", "job", "data.template=Q: {input}, it's [A]:") == 0
+    assert "template: 'Q: {input}, it''s [A]:'" in capsys.readouterr().out

@@ -120,5 +120,7 @@ def test_generate_writes_ranked_continuations(runs, in_tmp, capsys):
                                                           ("7 * 2 - 1 =", 1)]
     assert records[0]["logprob"] >= records[1]["logprob"]
     assert "3 + 4 = →" in capsys.readouterr().out
+    assert run_msr("generate", f"run={runs / 'arith'}", "prompt=7 * 2 - 1 =", "hydra.run.dir=one") == 0
+    assert [r["prompt"] for r in lines(in_tmp / "one/generations.jsonl")] == ["7 * 2 - 1 ="]
     assert run_msr("generate", f"run={runs / 'arith'}", "hydra.run.dir=gen2") == 2
     assert "give exactly one of prompt=TEXT and prompts_file=FILE" in capsys.readouterr().err

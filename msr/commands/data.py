@@ -10,6 +10,7 @@ import json
 import logging
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from msr.config import to_object
@@ -48,7 +49,7 @@ def show(name: str, data, summary: dict, examples: int) -> None:
             table.add_row(split, f"{s['characters']:,}", f"{s['tokens']:,}", str(s["unknown_tokens"]))
         out.print(table)
         for split, rows in data.splits.items():
-            out.print(f"[bold]{split}[/] begins: {rows[0]['text'][:200]!r}")
+            out.print(f"[bold]{split}[/] begins: " + escape(repr(rows[0]["text"][:200])), highlight=False)
         return
 
     def spread(p: dict) -> str:
@@ -67,7 +68,7 @@ def show(name: str, data, summary: dict, examples: int) -> None:
     for split, rows in data.splits.items():
         for r in rows[:examples]:
             steps = f" [dim](steps {r['steps']})[/]" if "steps" in r else ""
-            out.print(f"[bold]{split}[/]{steps} {r['input']!r} -> {r['target']!r}", highlight=False)
+            out.print(f"[bold]{split}[/]{steps} " + escape(f"{r['input']!r} -> {r['target']!r}"), highlight=False)
 
 
 def counts_table(key: str, title: str, splits: dict, out, share: bool = False) -> None:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from msr.config import check_runs, to_object
 from msr.device import resolve_device
@@ -47,7 +48,8 @@ def run(dict_cfg, run: RunDir) -> dict:
 
     out = Console()
     for r in records:
-        out.print(f"[bold]{r['prompt']}[/] → {r['generation']}  [dim](logprob {r['logprob']:.2f})[/]", highlight=False)
+        out.print(f"[bold]{escape(r['prompt'])}[/] → {escape(r['generation'])}  [dim](logprob {r['logprob']:.2f})[/]",
+                  highlight=False)
     new_tokens = sum(len(d.ids) for samples in decoded for d in samples)
     return {"prompts": len(prompts), "generations": len(records), "new_tokens": new_tokens,
             "tokens_per_second": round(new_tokens / max(seconds, 1e-9), 1), "device": str(device)}
