@@ -22,8 +22,11 @@ produced identical token sequences: the benchmark is also a correctness check of
 
 tokens/s = batch * new_tokens / seconds (prompt pass included). After an untimed warm-up of 8 new
 tokens per side, each side runs --repeats times, alternating sides (which goes first flips every
-round), and the median time is used. Prints a table and one `RATIO <model> <cached/recompute>`
-line per model; exits 1 if the Transformer is below --min-ratio (the LSTM row is informational).
+round), and the median time is used. Recomputing is slow and on a shared 2-core CPU its time
+swung with other load: one 256-token run took 13-45 s for the Transformer and 6-70 s for the
+LSTM, so --repeats defaults to 1 (a default run took 22 s quiet; --repeats 3 took 9 min busy).
+Prints a table and one `RATIO <model> <cached/recompute>` line per model; exits 1 if the
+Transformer is below --min-ratio (the LSTM row is informational).
 
 Run:  python scripts/bench_decode.py   [--models transformer,lstm] [--threads 2] [--repeats 3] ...
 """
@@ -124,7 +127,7 @@ def main() -> int:
     p.add_argument("--new-tokens", type=int, default=256)
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--vocab", type=int, default=64)
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per side; the median is used")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per side; the median is used")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--min-ratio", type=float, default=5.0, help="least cached/recompute for the Transformer")
