@@ -3,7 +3,9 @@
 Prompts are grouped by length, so a batch needs no padding: the model reads a group's prompts
 in one pass, then extends them one token per call, carrying its state (the RNN hidden state or
 the Transformer's KV cache) instead of reading the prefix again. Rows that have produced <eos>
-leave the batch through `model.reorder_state`, so each step costs only the rows still going.
+leave the batch through `model.reorder_state` at steps 1, 2, 4, 8, 16 and then every 16, so
+short answers end early, long ones cost about the rows still going, and the device is waited
+for only at those steps, not at every token.
 """
 
 from __future__ import annotations
@@ -62,30 +64,37 @@ def new_token_budget(model, prompt_length: int, wanted: int) -> int:
     return min(wanted, limit - prompt_length)
 
 
+SYNC_EVERY = 16  # steps between looks at which rows are done (after the first few): each look waits for the device
+
+
 def extend(model, tokens: torch.Tensor, eos_id: int, max_new: int, cfg, generator) -> list[Decoded]:
     """Greedy or sampled continuations of a batch of equal-length prompts."""
+    device = tokens.device
     logits, state = model(tokens)
     logprobs = F.log_softmax(logits[:, -1].float(), dim=-1)
-    outputs = [Decoded([], 0.0) for _ in range(tokens.shape[0])]
-    active = torch.arange(tokens.shape[0])  # the original rows still being extended
+    generated = torch.full((tokens.shape[0], max_new), eos_id, dtype=torch.long, device=device)
+    total = torch.zeros(tokens.shape[0], device=device)
+    rows = torch.arange(tokens.shape[0], device=device)  # the original row of each batch slot
+    done = torch.zeros(tokens.shape[0], dtype=torch.bool, device=device)
     for step in range(max_new):
         chosen = choose(logprobs, cfg, generator)
-        chosen_logprob = logprobs.gather(1, chosen[:, None]).squeeze(1)
-        done = chosen == eos_id
-        for row, token, logprob, finished in zip(active.tolist(), chosen.tolist(), chosen_logprob.tolist(),
-                                                 done.tolist()):
-            outputs[row].logprob += logprob
-            if not finished:
-                outputs[row].ids.append(token)
-        keep = (~done).nonzero().squeeze(1)
-        if len(keep) == 0 or step + 1 == max_new:
+        going = ~done  # a slot that has produced <eos> keeps running until the next look, ignored
+        total[rows] += torch.where(going, logprobs.gather(1, chosen[:, None]).squeeze(1), 0.0)
+        generated[rows, step] = torch.where(going, chosen, eos_id)
+        done = done | (chosen == eos_id)
+        if step + 1 == max_new:
             break
-        if len(keep) < len(active):
-            state = model.reorder_state(state, keep)
-            chosen, active = chosen[keep], active[keep.cpu()]
+        n = step + 1
+        if n & (n - 1) == 0 or n % SYNC_EVERY == 0:  # at 1, 2, 4, 8, 16, 32, 48, ...: drop finished rows
+            keep = (~done).nonzero().squeeze(1)
+            if len(keep) == 0:
+                break
+            if len(keep) < len(rows):
+                state = model.reorder_state(state, keep)
+                rows, done, chosen = rows[keep], done[keep], chosen[keep]
         logits, state = model(chosen[:, None], state)
         logprobs = F.log_softmax(logits[:, -1].float(), dim=-1)
-    return outputs
+    return [Decoded(trim_at_eos(ids, eos_id), logprob) for ids, logprob in zip(generated.tolist(), total.tolist())]
 
 
 def choose(logprobs: torch.Tensor, cfg, generator) -> torch.Tensor:
@@ -144,10 +153,10 @@ def beam_search(model, tokens: torch.Tensor, eos_id: int, max_new: int, beam_siz
     outputs = []
     for i in range(b):
         order = [j for j in ranked[i].argsort(descending=True).tolist() if scores[i, j] > float("-inf")][:keep]
-        outputs.append([Decoded(trim(history[i, j, : lengths[i, j]].tolist(), eos_id), float(scores[i, j]))
+        outputs.append([Decoded(trim_at_eos(history[i, j, : lengths[i, j]].tolist(), eos_id), float(scores[i, j]))
                         for j in order])
     return outputs
 
 
-def trim(ids: list[int], eos_id: int) -> list[int]:
-    return ids[:-1] if ids and ids[-1] == eos_id else ids
+def trim_at_eos(ids: list[int], eos_id: int) -> list[int]:
+    return ids[: ids.index(eos_id)] if eos_id in ids else ids
