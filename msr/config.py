@@ -16,7 +16,7 @@ from typing import Any, List
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from msr.errors import ConfigError
+from msr.errors import ConfigError, UserError
 
 
 def require(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -672,8 +672,12 @@ def register() -> None:
 def to_object(cfg) -> Validated:
     """The composed DictConfig as validated dataclasses (raises ConfigError)."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
 
-    obj = OmegaConf.to_object(cfg)
+    try:
+        obj = OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as err:
+        raise UserError(f"{err.full_key} is required: give it as {err.full_key}=...") from None
     assert is_dataclass(obj)
     obj.validate()
     return obj

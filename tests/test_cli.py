@@ -105,3 +105,9 @@ def test_cuda_without_cuda_says_so(capsys, in_tmp):
 def test_free_text_values_need_no_hydra_quoting(capsys, in_tmp):
     assert run_msr("train", "--cfg", "job", "data.template=Q: {input}, it's [A]:") == 0
     assert "template: 'Q: {input}, it''s [A]:'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["generate", "prompt=x"]])
+def test_a_missing_required_key_is_one_line(command, capsys):
+    assert run_msr(*command) == 2
+    assert capsys.readouterr().err == "msr: error: run is required: give it as run=...\n"
