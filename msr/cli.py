@@ -18,6 +18,7 @@ COMMANDS = {
     "evaluate": "score a run's checkpoint on a split: accuracy by reasoning steps, errors, BLEU",
     "generate": "decode from a run's checkpoint for given prompts",
     "data": "summarise the composed data set without training; --export writes it as JSONL",
+    "reproduce": "rerun a run from its saved config and compare every metric with the original",
 }
 FLAGS = {"data": {"--export": "export=true"}}  # a command's own flags, as the overrides they mean
 TEXT_KEYS = ("prompt", "data.template")
@@ -69,9 +70,21 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         sys.stderr.write(f"msr: error: unknown command {command!r}\n\n{usage()}")
         sys.exit(2)
+    if command == "reproduce":
+        from msr.reproduce import reproduce
+
+        try:
+            sys.exit(reproduce(rest))
+        except UserError as err:
+            fail(str(err))
     rest = [quote_text(FLAGS.get(command, {}).get(arg, arg)) for arg in rest]
-    if command == "evaluate":
-        rest = inherit_data(rest)
+    try:
+        if command == "evaluate":
+            rest = inherit_data(rest)
+        if command == "train" and any(a.startswith("resume=") for a in rest):
+            rest = resume_overrides(command, rest)
+    except UserError as err:
+        fail(str(err))
 
     from hydra._internal.utils import get_args_parser
 
@@ -122,6 +135,49 @@ def inherit_data(args: list[str]) -> list[str]:
     own_data = any(a.startswith("data=") for a in args)
     inherited = [o for o in overrides if o.startswith("paths.") or (not own_data and o.startswith("data."))]
     return ([] if own_data else [f"data={choices['data']}"]) + inherited + args
+
+
+def saved_overrides(folder: Path) -> list[str]:
+    """The overrides a run was started with, less those that only placed or resumed it."""
+    import yaml
+
+    path = folder / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        raise UserError(f"{folder} is not a run folder (it has no .hydra/overrides.yaml)")
+    return [o for o in yaml.safe_load(path.read_text()) or [] if not o.startswith(("resume=", "hydra."))]
+
+
+def resume_overrides(command: str, args: list[str]) -> list[str]:
+    """`resume=RUN` reruns RUN's own overrides into RUN itself (later overrides win, e.g. a
+    larger trainer.max_steps); `resume=auto` finds the newest unfinished run with the same
+    overrides under outputs/<command>/, or starts a new run when there is none."""
+    value = next(a.partition("=")[2] for a in args if a.startswith("resume="))
+    others = [a for a in args if not a.startswith("resume=")]
+    if value == "auto":
+        found = newest_unfinished(command, others)
+        if found is None:
+            sys.stderr.write(f"msr: no unfinished {command} run with these overrides; starting a new one\n")
+            return others
+        sys.stderr.write(f"msr: resuming {found}\n")
+        value = str(found)
+    folder = Path(value)
+    if not folder.is_dir():
+        raise UserError(f"resume={value}: no such run folder")
+    return [*saved_overrides(folder), *others, f"resume={folder}", f"hydra.run.dir={folder}"]
+
+
+def newest_unfinished(command: str, overrides: list[str]) -> Path | None:
+    import json
+
+    for metrics in sorted(Path("outputs", command).glob("*/*/metrics.json"), reverse=True):
+        try:
+            status = json.loads(metrics.read_text()).get("status")
+            same = saved_overrides(metrics.parent) == overrides
+        except (ValueError, UserError):
+            continue
+        if status != "completed" and same and (metrics.parent / "checkpoints").is_dir():
+            return metrics.parent
+    return None
 
 
 def command_help(command: str, overrides: list[str]) -> str:

@@ -499,11 +499,15 @@ class TrainerConfig(Validated):
     log_every: int = 25
     precision: Precision = Precision.fp32
     compile: bool = False
+    checkpoint_every: int = 0  # steps between checkpoints/last; 0: at every evaluation
+    keep_last: int = 1  # step checkpoints kept (the newest is checkpoints/last), besides best
+    skip_nonfinite: bool = False  # skip (and count) steps whose loss is NaN or inf instead of failing
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
     def check(self, p: str) -> None:
         positive_ints(self, p, "max_steps", "batch_size", "grad_accum_steps", "eval_every",
-                      "eval_batch_size", "log_every")
+                      "eval_batch_size", "log_every", "keep_last")
+        non_negative(p + "checkpoint_every", self.checkpoint_every)
         for key in ("grad_clip", "l1", "l2"):
             non_negative(p + key, getattr(self, key))
 
@@ -524,6 +528,7 @@ class TrainConfig(Validated):
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    resume: str = ""  # a run folder to continue from its checkpoints/last, or auto
 
     def check(self, p: str) -> None:
         if isinstance(self.data, TaskConfig):

@@ -29,7 +29,10 @@ def check_overrides(conf_dir: Path, config_name: str, overrides: list[str], mult
 
 
 def check_run_dir(overrides: list[str]) -> None:
-    """Refuse a hydra.run.dir that holds a run already, before Hydra writes its config there."""
+    """Refuse a hydra.run.dir that holds a run already, before Hydra writes its config there
+    (unless the run is being resumed there)."""
+    if any(o.startswith("resume=") for o in overrides):
+        return
     for override in overrides:
         key, _, value = override.partition("=")
         if key == "hydra.run.dir" and "${" not in value and (Path(value) / "metrics.json").exists():

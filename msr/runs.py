@@ -98,8 +98,8 @@ class RunDir:
         self.command, self.command_line = command, command_line
         self._t0 = time.perf_counter()
 
-    def begin(self) -> None:
-        if (self.path / "metrics.json").exists():
+    def begin(self, resume: bool = False) -> None:
+        if (self.path / "metrics.json").exists() and not resume:
             raise UserError(f"{self.path} already holds a run; give this one its own folder (hydra.run.dir=...)")
         self.write_metrics({"command": self.command, "status": "running", "command_line": self.command_line})
 
@@ -120,15 +120,52 @@ class RunDir:
         with open(self.path / "history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def truncate_history(self, step: int) -> None:
+        """Keep the history up to `step`: a resumed run logs what came after it again."""
+        path = self.path / "history.jsonl"
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines(keepends=True) if _step_of(line) <= step]
+            atomic_write(path, lambda f: f.writelines(kept))
+
     def write_metrics(self, summary: dict) -> None:
         write_json(self.path / "metrics.json", summary)
 
 
+def _step_of(line: str) -> float:
+    """A history line's step; a line cut short by a kill counts as after every step."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError):
+        return float("inf")
+
+
 def versions() -> dict:
+    """What a rerun needs to know about the software: versions, and the git commit (with a dirty
+    flag) when msr runs from a checkout."""
     import platform
 
+    import datasets
     import torch
 
     from msr import __version__
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "msr": __version__}
+    found = {"python": platform.python_version(), "torch": torch.__version__, "datasets": datasets.__version__,
+             "msr": __version__}
+    return {**found, **git_revision()}
+
+
+@functools.lru_cache(maxsize=None)
+def git_revision() -> dict:
+    import subprocess
+
+    checkout = Path(__file__).resolve().parents[1]
+    if not (checkout / ".git").exists():
+        return {}
+    try:
+        commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=5, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"git_commit": commit, "git_dirty": bool(status.strip())}

@@ -6,6 +6,7 @@ completed, failed (with the reason) or interrupted.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import shlex
@@ -34,7 +35,7 @@ def run_command(command: str, cfg) -> dict:
     command_line = shlex.join(["msr", command, *hydra.overrides.task])  # this job's own overrides
     module = importlib.import_module(f"msr.commands.{command}")
     run = RunDir(hydra.runtime.output_dir, command, command_line, getattr(module, "EMPTY_SUMMARY", None))
-    run.begin()
+    run.begin(resume=bool(cfg.get("resume")))
     previous = signal.signal(signal.SIGTERM, _terminate)  # a scheduler's or `kill`'s stop ends like Ctrl-C
     try:
         summary = module.run(cfg, run)
@@ -45,8 +46,21 @@ def run_command(command: str, cfg) -> dict:
     except KeyboardInterrupt as stop:
         terminated = isinstance(stop, Terminated)
         run.end("interrupted", reason="stopped by SIGTERM" if terminated else "interrupted by the user (Ctrl-C)")
-        sys.stderr.write(f"msr: interrupted; the run folder is {run.path}\n")
+        resumable = (run.checkpoints / "last").is_dir()
+        hint = f"; resume with: msr {command} resume={run.path}" if resumable else ""
+        sys.stderr.write(f"msr: interrupted; the run folder is {run.path}{hint}\n")
         sys.exit(143 if terminated else 130)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
+            raise
+        message = f"cannot write {err.filename or run.path}: {err.strerror}; free some space or choose another " \
+                  f"output folder (hydra.run.dir=...)"
+        try:
+            run.end("failed", reason=message)
+        except OSError:
+            pass  # the disk that is full cannot take the failure record either; the old file stays whole
+        sys.stderr.write(f"msr: error: {message}\n")
+        sys.exit(1)
     except Exception as err:  # a bug, not a user mistake: keep the traceback
         run.end("failed", reason=f"{type(err).__name__}: {err}")
         raise RuntimeError(f"msr {command} crashed; the run folder is {run.path}") from err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ from msr.errors import UserError
 from msr.eval.metrics import evaluate
 from msr.models import build_model, count_parameters
 from msr.runs import RunDir, interactive
-from msr.train.checkpoint import load_weights, save_checkpoint
+from msr.train.checkpoint import (latest_checkpoint, load_tokenizer, load_trainer_state, load_weights,
+                                  save_checkpoint)
 from msr.train.loop import Trainer, fit
 from msr.train.optim import build_optimizer, build_scheduler
 
@@ -50,6 +52,24 @@ def check_lengths(data: dict, max_len: int | None) -> None:
                            for name, n in over.items() if n)
         raise UserError(f"model.max_len={max_len} is shorter than some sequences ({counts}; the longest "
                         f"has {longest} tokens); raise model.max_len to at least {longest}")
+
+
+def restore(folder: Path, model, tokenizer, optimizer, scheduler, cfg, device) -> dict:
+    """Load the newest checkpoint of `folder` into the freshly built objects; its trainer state."""
+    source = latest_checkpoint(folder)
+    if source is None:
+        raise UserError(f"resume={folder}: no checkpoint to resume from (checkpoints/last is missing)")
+    if load_tokenizer(source).to_str() != tokenizer.to_str():
+        raise UserError(f"resume={folder}: the vocabulary built from today's data differs from the run's; "
+                        f"the data settings or files changed since it started")
+    load_weights(source, model, device)
+    state = load_trainer_state(source)
+    if state["step"] >= cfg.trainer.max_steps:
+        raise UserError(f"resume={folder}: the run already reached trainer.max_steps={cfg.trainer.max_steps}")
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    log.info("resuming %s from %s", folder, source.name)
+    return state
 
 
 def run(dict_cfg, run: RunDir) -> dict:
@@ -87,10 +107,14 @@ def run(dict_cfg, run: RunDir) -> dict:
 
     def save(name: str, state: dict) -> None:
         trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **state}
-        save_checkpoint(run.checkpoints / name, model, tokenizer, {**meta, **state}, trainer_state)
+        save_checkpoint(run.checkpoints / name, model, tokenizer, {**meta, "step": state["step"],
+                        "metrics": state["metrics"]}, trainer_state, keep=cfg.trainer.keep_last if name == "last" else 1)
 
+    resume = restore(Path(cfg.resume), model, tokenizer, optimizer, scheduler, cfg, device) if cfg.resume else None
+    if resume is not None:
+        run.truncate_history(resume["step"])  # what was logged after the checkpoint is done again
     result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, run.log_history, save,
-                 interactive=interactive())
+                 interactive=interactive(), resume=resume)
 
     load_weights(run.checkpoints / "best", model, device)
     test = evaluate(model, data["test"], cfg.trainer.eval_batch_size, trainer.autocast)
@@ -109,6 +133,7 @@ def run(dict_cfg, run: RunDir) -> dict:
         "steps": result["steps"],
         "best_step": result["best_step"],
         "stopped_early": result["stopped_early"],
+        "skipped_steps": result["skipped_steps"],
         "tokens_per_second": round(result["tokens_per_second"], 1),
         "train_seconds": round(result["train_seconds"], 3),
         "parameters": parameters,

@@ -9,6 +9,7 @@ weights come from safetensors, the trainer state through torch.load(weights_only
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -17,13 +18,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from msr.data.tokenizer import TextTokenizer
+from msr.errors import UserError
 from msr.runs import fsync_path
 
 FORMAT_VERSION = 1
 
 
 def save_checkpoint(directory: Path, model: nn.Module, tokenizer: TextTokenizer, meta: dict,
-                    trainer_state: dict | None = None) -> None:
+                    trainer_state: dict | None = None, keep: int = 1) -> None:
+    """Write the checkpoint whole, then swap it in. With keep > 1 the one it replaces stays as
+    `step-NNNNNNN` beside it, and the oldest of those go so that `keep` remain with this one."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".{directory.name}.tmp")
@@ -46,6 +50,10 @@ def save_checkpoint(directory: Path, model: nn.Module, tokenizer: TextTokenizer,
             directory.rename(old)
         tmp.rename(directory)
         fsync_path(directory.parent)
+        if keep > 1 and old.exists():
+            old.rename(directory.parent / f"step-{load_meta(old).get('step', 0):07d}")
+            for stale in sorted(directory.parent.glob("step-*"))[: -(keep - 1)]:
+                shutil.rmtree(stale, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -70,7 +78,11 @@ def save_weights(model: nn.Module, path: Path) -> None:
 
 
 def load_weights(directory: Path, model: nn.Module, device: torch.device | str = "cpu") -> None:
-    tensors = load_file(str(Path(directory) / "model.safetensors"), device=str(device))
+    path = Path(directory) / "model.safetensors"
+    try:
+        tensors = load_file(str(path), device=str(device))
+    except Exception as err:  # safetensors' own error type differs between versions
+        raise UserError(f"{path} is damaged or truncated ({str(err).splitlines()[0][:120]})") from None
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     unloaded = [g for g in tied_groups(model) if not set(g) - set(missing)]  # a tie needs one member
     if unexpected or unloaded:
@@ -79,7 +91,15 @@ def load_weights(directory: Path, model: nn.Module, device: torch.device | str =
 
 
 def load_meta(directory: Path) -> dict:
-    return json.loads((Path(directory) / "meta.json").read_text())
+    path = Path(directory) / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"{path} cannot be read ({err})") from None
+    if meta.get("format") != FORMAT_VERSION:
+        raise UserError(f"{path} is checkpoint format {meta.get('format')!r}; this msr reads format "
+                        f"{FORMAT_VERSION}: use the msr version that wrote it")
+    return meta
 
 
 def load_tokenizer(directory: Path) -> TextTokenizer:
@@ -87,4 +107,20 @@ def load_tokenizer(directory: Path) -> TextTokenizer:
 
 
 def load_trainer_state(directory: Path) -> dict:
-    return torch.load(Path(directory) / "trainer_state.pt", weights_only=True)
+    """Tensors and plain containers only: a pickle that would build other objects (and could
+    run code while doing so) is refused, not loaded."""
+    path = Path(directory) / "trainer_state.pt"
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UserError(f"{path} holds objects other than tensors and plain values; refusing to unpickle it "
+                        f"({str(err).splitlines()[0][:120]})") from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise UserError(f"{path} is damaged or truncated ({str(err).splitlines()[0][:120]})") from None
+
+
+def latest_checkpoint(run: Path) -> Path | None:
+    """checkpoints/last, or, if a crash struck while it was being replaced, what stands in for it."""
+    folder = Path(run) / "checkpoints"
+    candidates = [folder / "last", folder / ".last.old", *sorted(folder.glob("step-*"), reverse=True)]
+    return next((c for c in candidates if (c / "meta.json").is_file() and (c / "model.safetensors").is_file()), None)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import random
+import signal
 import time
 from functools import partial
 from typing import Callable
@@ -32,6 +34,7 @@ class Trainer:
         self.autocast = partial(torch.autocast, device.type, dtype=dtype, enabled=dtype != torch.float32)
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.penalized = [p for p in model.parameters() if p.dim() >= 2] if cfg.l1 or cfg.l2 else []
+        self.skipped = 0  # steps skipped for a non-finite loss (trainer.skip_nonfinite)
 
     def loss(self, inputs: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy over target tokens (labels elsewhere are IGNORE)."""
@@ -61,6 +64,11 @@ class Trainer:
                 loss = self.loss(inputs, labels, reduction="sum") / target_tokens
                 self.scaler.scale(loss).backward()
                 total = total + loss.detach()
+        if self.cfg.skip_nonfinite and not bool(torch.isfinite(total)):  # a sync per step, only when asked
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()  # the schedule stays a function of the step number
+            self.skipped += 1
+            return torch.zeros_like(total)
         if self.penalized:
             self.scaler.scale(self.penalty()).backward()
         if self.cfg.grad_clip > 0:
@@ -99,21 +107,89 @@ class EarlyStopping:
     def should_stop(self) -> bool:
         return self.cfg.patience > 0 and self.evals_without_improvement >= self.cfg.patience
 
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_step": self.best_step, "best_metrics": self.best_metrics,
+                "evals_without_improvement": self.evals_without_improvement}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_step = state["best"], state["best_step"]
+        self.best_metrics, self.evals_without_improvement = state["best_metrics"], state["evals_without_improvement"]
+
+
+class GracefulStop:
+    """Ctrl-C or SIGTERM during training asks the loop to stop after the current step, so that
+    it can write a checkpoint to resume from; a second signal stops at once."""
+
+    def __init__(self):
+        self.signal: int | None = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:
+            raise stop_exception(signum)
+        self.signal = signum
+        log.warning("stopping after this step (%s); signal again to stop at once", signal.Signals(signum).name)
+
+    def __enter__(self) -> "GracefulStop":
+        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+def stop_exception(signum: int) -> KeyboardInterrupt:
+    from msr.commands import Terminated
+
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def rng_state() -> dict:
+    """Every random stream training draws from (dropout; the data order has its own)."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
 
 def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int,
         log_history: Callable[[dict], None], save: Callable[[str, dict], None],
-        interactive: bool = False) -> dict:
+        interactive: bool = False, resume: dict | None = None) -> dict:
     """Train for cfg.max_steps optimizer steps (or until early stopping); returns a summary
-    whose validation metrics are those of the best evaluation (the `best` checkpoint)."""
+    whose validation metrics are those of the best evaluation (the `best` checkpoint).
+
+    `resume` is the state a `last` checkpoint saved: training goes on from its step with the
+    same early-stopping record, random streams and data order, as if never interrupted."""
     order = BatchOrder(len(train), cfg.batch_size, seed)
     stopper = EarlyStopping(cfg.early_stopping)
     sync = torch.cuda.synchronize if train.inputs.is_cuda else (lambda: None)
-    tokens, train_seconds, running_loss, running_steps = 0, 0.0, 0.0, 0
+    step, tokens, train_seconds, running_loss, running_steps, metrics = 0, 0, 0.0, 0.0, 0, {}
+    if resume is not None:
+        step, tokens, train_seconds = resume["step"], resume["tokens"], resume["train_seconds"]
+        running_loss, running_steps, metrics = resume["running_loss"], resume["running_steps"], resume["metrics"]
+        stopper.load_state_dict(resume["early_stopping"])
+        trainer.scaler.load_state_dict(resume["scaler"])
+        trainer.skipped = resume["skipped"]
+        set_rng_state(resume["rng"])
+        log.info("resuming at step %d of %d", step, cfg.max_steps)
+
+    def checkpoint(name: str) -> None:
+        save(name, {"step": step, "metrics": metrics, "tokens": tokens, "train_seconds": train_seconds,
+                    "running_loss": float(running_loss), "running_steps": running_steps,
+                    "early_stopping": stopper.state_dict(), "scaler": trainer.scaler.state_dict(),
+                    "skipped": trainer.skipped, "rng": rng_state()})
+
     stopped_early = False
     trainer.model.train()
     t0 = time.perf_counter()
-    step = 0
-    with Progress(cfg.max_steps, interactive) as progress:
+    with Progress(cfg.max_steps, interactive, start=step) as progress, GracefulStop() as stop:
         while step < cfg.max_steps and not stopped_early:
             lr = trainer.optimizer.param_groups[0]["lr"]  # the lr this step uses
             batches = []
@@ -136,7 +212,8 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
                 progress.update(step, loss, lr, speed)
                 t0 = time.perf_counter()
 
-            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            evaluated = step % cfg.eval_every == 0 or step == cfg.max_steps
+            if evaluated:
                 sync()
                 train_seconds += time.perf_counter() - t0
                 result = evaluate(trainer.model, val, cfg.eval_batch_size, trainer.autocast)
@@ -145,20 +222,26 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
                 log_history({"step": step, **metrics})
                 log.info("step %d: val loss %.4f, val accuracy %.4f%s", step, result["loss"],
                          result["accuracy"], " (best so far)" if improved else "")
-                state = {"step": step, "metrics": metrics}
                 if improved:
-                    save("best", state)
-                save("last", state)
+                    checkpoint("best")
                 if stopper.should_stop and step < cfg.max_steps:
                     stopped_early = True
                     log.info("early stopping: %s has not improved by more than %g for %d evaluations "
                              "(best %.4f at step %d)", cfg.early_stopping.monitor, cfg.early_stopping.min_delta,
                              cfg.early_stopping.patience, stopper.best, stopper.best_step)
                 t0 = time.perf_counter()
+            if (evaluated if not cfg.checkpoint_every else step % cfg.checkpoint_every == 0) or stop.signal:
+                checkpoint("last")
+            if stop.signal:
+                log.info("stopped at step %d; checkpoints/last holds it", step)
+                raise stop_exception(stop.signal)
+    if trainer.skipped:
+        log.warning("%d steps were skipped for a non-finite loss", trainer.skipped)
     return {
         "steps": step,
         "best_step": stopper.best_step,
         "stopped_early": stopped_early,
+        "skipped_steps": trainer.skipped,
         "tokens": tokens,
         "train_seconds": train_seconds,
         "tokens_per_second": tokens / max(train_seconds, 1e-9),

@@ -25,8 +25,8 @@ def _eta(seconds: float) -> str:
 
 class Progress:
     bar_shown = False  # class-wide: the console has one bar at a time
-    def __init__(self, total: int, interactive: bool):
-        self.total, self.interactive = total, interactive
+    def __init__(self, total: int, interactive: bool, start: int = 0):
+        self.total, self.interactive, self.start = total, interactive, start  # start: a resumed run's step
         self._bar = None
 
     def __enter__(self) -> "Progress":
@@ -43,7 +43,7 @@ class Progress:
             )
             self._bar.start()
             Progress.bar_shown = True
-            self._task = self._bar.add_task("train", total=self.total, completed=0,
+            self._task = self._bar.add_task("train", total=self.total, completed=self.start,
                                             loss="-", lr="-", speed="-")
         return self
 
@@ -57,6 +57,6 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self._task, completed=step, **fields)
         elapsed = time.perf_counter() - self._t0
-        eta = elapsed / max(step, 1) * (self.total - step)
+        eta = elapsed / max(step - self.start, 1) * (self.total - step)
         log.info("step %d/%d  loss %s  lr %s  %s tok/s  eta %s",
                  step, self.total, fields["loss"], fields["lr"], fields["speed"], _eta(eta))

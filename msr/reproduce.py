@@ -1,0 +1,112 @@
+"""`msr reproduce RUN [--tolerance T]`: rerun a run from its folder and compare every metric.
+
+The run's saved overrides are composed again and the result must equal its saved
+`.hydra/config.yaml` (otherwise conf/ changed since, and the rerun would not be the same
+experiment); then the same command runs in a fresh process into outputs/reproduce/<date>/<time>/
+and each number of the two metrics.json files is compared. Exit code 1 when any differs by
+more than the tolerance (default 0: exact, as same config and seed give on the CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from msr.errors import UserError
+
+COMPARED = ("metrics", "accuracy_by_steps", "steps", "best_step", "parameters")
+
+
+def reproduce(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="msr reproduce", description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a run folder")
+    parser.add_argument("--tolerance", type=float, default=0.0, help="largest difference counted as equal")
+    args = parser.parse_args(argv)
+    original = read_metrics(args.run)
+    command = original["command"]
+    overrides = check_config(args.run, command)
+    target = Path("outputs", "reproduce", time.strftime("%Y-%m-%d"), time.strftime("%H-%M-%S"))
+    print(f"rerunning: msr {command} {' '.join(overrides)}  ->  {target}", file=sys.stderr)
+    code = subprocess.run([sys.executable, "-m", "msr.cli", command, *overrides, f"hydra.run.dir={target}"],
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
+    if code != 0:
+        raise UserError(f"the rerun failed (exit code {code}); its folder is {target}")
+    rows = compare(results(original), results(read_metrics(target)), args.tolerance)
+    show(rows, args.run, target)
+    return 1 if any(not equal for _, _, _, equal in rows) else 0
+
+
+def read_metrics(folder: Path) -> dict:
+    path = folder / "metrics.json"
+    if not path.is_file():
+        raise UserError(f"{folder} is not a run folder (it has no metrics.json)")
+    record = json.loads(path.read_text())
+    if record.get("status") != "completed":
+        raise UserError(f"{folder} did not complete (status {record.get('status')}); there is nothing to compare")
+    return record
+
+
+def check_config(folder: Path, command: str) -> list[str]:
+    """The run's overrides, once they are shown to compose to the config it saved."""
+    from omegaconf import OmegaConf
+
+    from msr import config
+    from msr.cli import CONF_DIR, saved_overrides
+    from msr.overrides import compose_config
+
+    config.register()
+    overrides = saved_overrides(folder)
+    saved = OmegaConf.to_container(OmegaConf.load(folder / ".hydra" / "config.yaml"))
+    again = OmegaConf.to_container(compose_config(CONF_DIR, command, overrides))
+    differing = [key for key in sorted(set(flatten(saved)) | set(flatten(again)))
+                 if key != "resume" and flatten(saved).get(key) != flatten(again).get(key)]
+    if differing:
+        raise UserError(f"the config that {folder}'s overrides compose to today differs from the one it saved "
+                        f"({', '.join(differing[:5])}): conf/ or msr changed since the run")
+    return overrides
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}"""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def results(record: dict) -> dict:
+    """The numbers a rerun must repeat (not wall time or speed, which a rerun never repeats)."""
+    return flatten({key: record[key] for key in COMPARED if key in record})
+
+
+def compare(before: dict, after: dict, tolerance: float) -> list[tuple[str, object, object, bool]]:
+    rows = []
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key), after.get(key)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            rows.append((key, a, b, abs(a - b) <= tolerance))
+        else:
+            rows.append((key, a, b, a == b))
+    return rows
+
+
+def show(rows, original: Path, rerun: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("metric", "original", "rerun", "", title=f"{original}  vs  {rerun}")
+    for key, a, b, equal in rows:
+        verdict = "equal" if equal else "[red]differs[/]" + (
+            f" by {abs(a - b):.3g}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else "")
+        table.add_row(key, repr(a), repr(b), verdict)
+    Console().print(table)
+    differing = sum(not equal for *_, equal in rows)
+    Console().print(f"{len(rows) - differing} of {len(rows)} equal" + (f", {differing} differ" if differing else ""))
