@@ -7,6 +7,7 @@ here each becomes a single line that names the key, the value and what is allowe
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -31,12 +32,18 @@ def check_overrides(conf_dir: Path, config_name: str, overrides: list[str], mult
 def check_run_dir(overrides: list[str]) -> None:
     """Refuse a hydra.run.dir that holds a run already, before Hydra writes its config there
     (unless the run is being resumed there)."""
-    if any(o.startswith("resume=") for o in overrides):
-        return
+    resuming = any(o.startswith("resume=") for o in overrides)
+    folder = "outputs"
     for override in overrides:
         key, _, value = override.partition("=")
-        if key == "hydra.run.dir" and "${" not in value and (Path(value) / "metrics.json").exists():
-            raise UserError(f"hydra.run.dir={value} already holds a run; give this one its own folder")
+        if key == "hydra.run.dir" and "${" not in value:
+            folder = value
+            if (Path(value) / "metrics.json").exists() and not resuming:
+                raise UserError(f"hydra.run.dir={value} already holds a run; give this one its own folder")
+    existing = next(p for p in (Path(folder).absolute(), *Path(folder).absolute().parents) if p.exists())
+    if not os.access(existing, os.W_OK):
+        raise UserError(f"cannot write run folders under {existing} (permission denied); "
+                        f"choose another place with hydra.run.dir=...")
 
 
 def check_device(cfg) -> None:

@@ -29,18 +29,24 @@ def _terminate(signum, frame) -> None:
 def run_command(command: str, cfg) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
-    from msr.runs import RunDir
+    from msr.runs import RunDir, atomic_write
 
     hydra = HydraConfig.get()
     command_line = shlex.join(["msr", command, *hydra.overrides.task])  # this job's own overrides
     module = importlib.import_module(f"msr.commands.{command}")
     run = RunDir(hydra.runtime.output_dir, command, command_line, getattr(module, "EMPTY_SUMMARY", None))
-    run.begin(resume=bool(cfg.get("resume")))
+    resuming = bool(cfg.get("resume"))
+    # a resume refused for bad input leaves the run's record as it was
+    record_before = (run.path / "metrics.json").read_text() if resuming and (run.path / "metrics.json").exists() else None
+    run.begin(resume=resuming)
     previous = signal.signal(signal.SIGTERM, _terminate)  # a scheduler's or `kill`'s stop ends like Ctrl-C
     try:
         summary = module.run(cfg, run)
     except (UserError, TrainingFailed) as err:
-        run.end("failed", reason=str(err))
+        if record_before is not None and isinstance(err, UserError):
+            atomic_write(run.path / "metrics.json", lambda f: f.write(record_before))
+        else:
+            run.end("failed", reason=str(err))
         sys.stderr.write(f"msr: error: {err}\n")
         sys.exit(2 if isinstance(err, UserError) else 1)
     except KeyboardInterrupt as stop:

@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from msr.config import to_object
-from msr.data import load_data
+from msr.data import content_fingerprint, load_data
 from msr.data.batching import encode
 from msr.data.tokenizer import TextTokenizer
 from msr.device import resolve_device
@@ -54,11 +54,12 @@ def check_lengths(data: dict, max_len: int | None) -> None:
                         f"has {longest} tokens); raise model.max_len to at least {longest}")
 
 
-def restore(folder: Path, model, tokenizer, optimizer, scheduler, cfg, device) -> dict:
+def restore(folder: Path, model, tokenizer, optimizer, scheduler, cfg, device) -> dict | None:
     """Load the newest checkpoint of `folder` into the freshly built objects; its trainer state."""
     source = latest_checkpoint(folder)
     if source is None:
-        raise UserError(f"resume={folder}: no checkpoint to resume from (checkpoints/last is missing)")
+        log.info("resume=%s: no checkpoint was written yet; starting from step 0", folder)
+        return None
     if load_tokenizer(source).to_str() != tokenizer.to_str():
         raise UserError(f"resume={folder}: the vocabulary built from today's data differs from the run's; "
                         f"the data settings or files changed since it started")
@@ -111,8 +112,8 @@ def run(dict_cfg, run: RunDir) -> dict:
                         "metrics": state["metrics"]}, trainer_state, keep=cfg.trainer.keep_last if name == "last" else 1)
 
     resume = restore(Path(cfg.resume), model, tokenizer, optimizer, scheduler, cfg, device) if cfg.resume else None
-    if resume is not None:
-        run.truncate_history(resume["step"])  # what was logged after the checkpoint is done again
+    if cfg.resume:
+        run.truncate_history(resume["step"] if resume else 0)  # what was logged after the checkpoint is done again
     result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, run.log_history, save,
                  interactive=interactive(), resume=resume)
 
@@ -139,4 +140,5 @@ def run(dict_cfg, run: RunDir) -> dict:
         "parameters": parameters,
         "device": str(device),
         "seed": cfg.seed,
+        "data_fingerprint": content_fingerprint(splits),
     }

@@ -8,6 +8,8 @@ becomes "<intermediate steps> #### <answer>". A text corpus gives one {text} rec
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +68,16 @@ def load_data(cfg, paths) -> DataSplits:
         if count:
             log.warning("data %s: %d %s inputs also appear in %s", cfg.name, count, *pair.split("/"))
     return data
+
+
+def content_fingerprint(splits: dict[str, list[dict]]) -> str:
+    """A hash of every example as the model sees it: equal fingerprints, equal data."""
+    digest = hashlib.sha256()
+    for split in sorted(splits):
+        digest.update(split.encode())
+        for row in splits[split]:
+            digest.update(json.dumps(row, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
 
 
 def present(rows: list[dict], cfg) -> list[dict]:

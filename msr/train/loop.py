@@ -230,7 +230,8 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
                              "(best %.4f at step %d)", cfg.early_stopping.monitor, cfg.early_stopping.min_delta,
                              cfg.early_stopping.patience, stopper.best, stopper.best_step)
                 t0 = time.perf_counter()
-            if (evaluated if not cfg.checkpoint_every else step % cfg.checkpoint_every == 0) or stop.signal:
+            due = evaluated if not cfg.checkpoint_every else step % cfg.checkpoint_every == 0
+            if due or stop.signal or step == cfg.max_steps or stopped_early:  # the end is always kept
                 checkpoint("last")
             if stop.signal:
                 log.info("stopped at step %d; checkpoints/last holds it", step)

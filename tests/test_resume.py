@@ -1,0 +1,240 @@
+"""Resume, reproduce and faults: an interrupted run resumes to the same bits, a run folder is
+enough to rerun it, and bad checkpoints, signals, NaNs and full disks lose nothing."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import pickle
+import signal
+from contextlib import contextmanager
+
+import pytest
+from conftest import TINY, TINY_MODEL, msr_process, read_metrics, run_msr
+
+from msr.train.loop import Trainer
+
+SETTINGS = [*TINY, "trainer.max_steps=30", "trainer.eval_every=10", "trainer.log_every=5"]
+DROPOUT = {"rnn": ["model.num_layers=2", "model.dropout=0.1"], "lstm": ["model.num_layers=2", "model.dropout=0.1"],
+           "gru": ["model.num_layers=2", "model.dropout=0.1"], "transformer": ["model.dropout=0.1"]}
+
+
+@contextmanager
+def interrupted_at(at_step: int, sig=signal.SIGINT):
+    """Send this process `sig` during optimizer step `at_step`, as Ctrl-C or a scheduler would."""
+    original, count = Trainer.step, [0]
+
+    def step(self, batches):
+        count[0] += 1
+        if count[0] == at_step:
+            os.kill(os.getpid(), sig)
+        return original(self, batches)
+
+    Trainer.step = step
+    try:
+        yield
+    finally:
+        Trainer.step = original
+
+
+def history(run) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k != "tokens_per_second"}
+            for line in (run / "history.jsonl").read_text().splitlines()]
+
+
+def results(run) -> dict:
+    m = read_metrics(run)
+    return {k: m[k] for k in ("metrics", "accuracy_by_steps", "steps", "best_step", "data_fingerprint")}
+
+
+@pytest.mark.parametrize("model", ["rnn", "lstm", "gru", "transformer"])
+def test_an_interrupted_run_resumes_to_the_same_bits(model, in_tmp, capsys):
+    args = [*SETTINGS, *TINY_MODEL[model], *DROPOUT[model]]
+    assert run_msr("train", *args, "hydra.run.dir=whole") == 0
+    with interrupted_at(13):
+        assert run_msr("train", *args, "hydra.run.dir=cut") == 130
+    assert f"resume with: msr train resume={in_tmp / 'cut'}" in capsys.readouterr().err
+    assert read_metrics(in_tmp / "cut")["status"] == "interrupted"
+    assert json.loads((in_tmp / "cut/checkpoints/last/meta.json").read_text())["step"] == 13
+    assert run_msr("train", "resume=cut") == 0
+    for name in ("last", "best"):
+        assert (in_tmp / f"cut/checkpoints/{name}/model.safetensors").read_bytes() == \
+            (in_tmp / f"whole/checkpoints/{name}/model.safetensors").read_bytes()
+    assert results(in_tmp / "cut") == results(in_tmp / "whole")
+    assert history(in_tmp / "cut") == history(in_tmp / "whole")
+
+
+def test_sigterm_also_stops_after_the_step_with_a_checkpoint(in_tmp):
+    with interrupted_at(7, signal.SIGTERM):
+        assert run_msr("train", *SETTINGS, *TINY_MODEL["gru"], "hydra.run.dir=run") == 143
+    metrics = read_metrics(in_tmp / "run")
+    assert metrics["status"] == "interrupted" and "SIGTERM" in metrics["reason"]
+    assert json.loads((in_tmp / "run/checkpoints/last/meta.json").read_text())["step"] == 7
+
+
+def test_resume_auto_finds_the_newest_unfinished_run_with_the_same_overrides(in_tmp, capsys):
+    args = [*SETTINGS, *TINY_MODEL["lstm"]]
+    with interrupted_at(12):
+        assert run_msr("train", *args) == 130
+    [folder] = list((in_tmp / "outputs/train").glob("*/*"))
+    capsys.readouterr()
+    assert run_msr("train", *args, "resume=auto") == 0
+    assert f"resuming outputs/train/{folder.parent.name}/{folder.name}" in capsys.readouterr().err
+    assert read_metrics(folder)["status"] == "completed" and read_metrics(folder)["steps"] == 30
+    assert run_msr("train", *args, "trainer.max_steps=20", "resume=auto") == 0  # other overrides: a new run
+    assert "starting a new one" in capsys.readouterr().err
+    assert len(list((in_tmp / "outputs/train").glob("*/*"))) == 2
+
+
+def test_checkpoints_every_n_steps_keep_the_newest(in_tmp):
+    assert run_msr("train", *SETTINGS, *TINY_MODEL["gru"], "trainer.checkpoint_every=4", "trainer.keep_last=3",
+                   "hydra.run.dir=run") == 0
+    folders = sorted(p.name for p in (in_tmp / "run/checkpoints").iterdir())
+    assert folders == ["best", "last", "step-0000024", "step-0000028"]  # last is the final step, 30
+    assert json.loads((in_tmp / "run/checkpoints/last/meta.json").read_text())["step"] == 30
+
+
+def test_msr_reproduce_reports_every_metric_equal(in_tmp, capsys):
+    assert run_msr("train", *SETTINGS, *TINY_MODEL["lstm"], *DROPOUT["lstm"], "hydra.run.dir=run") == 0
+    assert run_msr("reproduce", "run") == 0
+    out = capsys.readouterr().out
+    assert "differs" not in out and "of" in out and "equal" in out
+    [rerun] = list((in_tmp / "outputs/reproduce").glob("*/*"))
+    assert results(rerun) == results(in_tmp / "run")
+    versions = read_metrics(in_tmp / "run")["versions"]
+    assert {"python", "torch", "datasets", "msr"} <= set(versions)
+
+    # a changed number is reported, with a non-zero exit code
+    metrics = read_metrics(in_tmp / "run")
+    metrics["metrics"]["test/loss"] += 0.5
+    (in_tmp / "run/metrics.json").write_text(json.dumps(metrics))
+    assert run_msr("reproduce", "run") == 1
+    assert "differs by 0.5" in capsys.readouterr().out
+
+
+class CreatesAFile:
+    """A pickle that runs code when it is loaded: it would create `path`."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(in_tmp, capsys):
+    import torch
+
+    with interrupted_at(5):
+        assert run_msr("train", *SETTINGS, *TINY_MODEL["gru"], "hydra.run.dir=run") == 130
+    marker = in_tmp / "pwned"
+    with open(in_tmp / "run/checkpoints/last/trainer_state.pt", "wb") as f:
+        torch.save({"step": CreatesAFile(marker)}, f)
+    pickle.loads(pickle.dumps(CreatesAFile(in_tmp / "control")))  # plain unpickling runs it
+    assert (in_tmp / "control").exists()
+    capsys.readouterr()
+    assert run_msr("train", "resume=run") == 2
+    assert "refusing to unpickle" in capsys.readouterr().err
+    assert not marker.exists()
+    assert read_metrics(in_tmp / "run")["status"] == "interrupted"  # the run's record is as it was
+
+
+def test_damaged_checkpoints_and_foreign_formats_are_one_line_errors(in_tmp, capsys):
+    assert run_msr("train", *SETTINGS, *TINY_MODEL["gru"], "hydra.run.dir=run") == 0
+    best = in_tmp / "run/checkpoints/best"
+    weights = (best / "model.safetensors").read_bytes()
+    (best / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    assert run_msr("evaluate", "run=run", "hydra.run.dir=ev1") == 2
+    assert "model.safetensors is damaged or truncated" in capsys.readouterr().err
+    (best / "model.safetensors").write_bytes(weights)
+    meta = json.loads((best / "meta.json").read_text())
+    (best / "meta.json").write_text(json.dumps({**meta, "format": 99}))
+    assert run_msr("evaluate", "run=run", "hydra.run.dir=ev2") == 2
+    assert "is checkpoint format 99; this msr reads format 1" in capsys.readouterr().err
+
+
+def test_a_vocabulary_that_no_longer_matches_refuses_to_resume(in_tmp, capsys):
+    with interrupted_at(5):
+        assert run_msr("train", *SETTINGS, *TINY_MODEL["lstm"], "hydra.run.dir=run") == 130
+    path = in_tmp / "run/checkpoints/last/tokenizer.json"
+    tokenizer = json.loads(path.read_text())
+    tokenizer["model"]["vocab"]["extra"] = len(tokenizer["model"]["vocab"])
+    path.write_text(json.dumps(tokenizer))
+    assert run_msr("train", "resume=run") == 2
+    assert "vocabulary built from today's data differs" in capsys.readouterr().err
+
+
+def test_nonfinite_losses_fail_the_run_or_are_skipped_and_counted(in_tmp, monkeypatch, capsys):
+    original, count = Trainer.loss, [0]
+
+    def loss(self, inputs, labels, reduction="mean"):
+        count[0] += 1
+        value = original(self, inputs, labels, reduction)
+        return value * float("nan") if count[0] in (3, 4) else value
+
+    monkeypatch.setattr(Trainer, "loss", loss)
+    assert run_msr("train", *SETTINGS, *TINY_MODEL["gru"], "hydra.run.dir=fails") == 1
+    assert "the training loss is nan at step 5" in read_metrics(in_tmp / "fails")["reason"]
+    count[0] = 0
+    assert run_msr("train", *SETTINGS, *TINY_MODEL["gru"], "trainer.skip_nonfinite=true", "hydra.run.dir=skips") == 0
+    metrics = read_metrics(in_tmp / "skips")
+    assert metrics["status"] == "completed" and metrics["skipped_steps"] == 2
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_last_good_checkpoint(in_tmp, monkeypatch, capsys):
+    import msr.train.checkpoint as checkpoint
+
+    original, saves = checkpoint.save_file, [0]
+
+    def save_file(*args, **kwargs):
+        saves[0] += 1
+        if saves[0] > 2:  # best and last of step 10 go through, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device", "model.safetensors")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save_file", save_file)
+    assert run_msr("train", *SETTINGS, *TINY_MODEL["gru"], "hydra.run.dir=run") == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("msr: error: cannot write model.safetensors: No space left on device")
+    assert "Traceback" not in err
+    assert read_metrics(in_tmp / "run")["status"] == "failed"
+    assert json.loads((in_tmp / "run/checkpoints/last/meta.json").read_text())["step"] == 10
+    assert not [p for p in (in_tmp / "run").rglob("*") if ".tmp" in p.name or ".old" in p.name]
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_always_resumes(tmp_path):
+    """SIGKILL `msr train` 20 times at random moments (checkpoints every step, so many land
+    during a checkpoint write); each time the run resumes, and it finishes with loadable files."""
+    import random
+    import subprocess
+    import sys
+    import time
+
+    args = [*TINY, "trainer.max_steps=400", "trainer.eval_every=50", "trainer.log_every=10",
+            "trainer.checkpoint_every=1", *TINY_MODEL["gru"], "hydra.run.dir=run"]
+    rng = random.Random(0)
+    kills = 0
+    command = [sys.executable, "-m", "msr.cli", "train", *args]
+    while kills < 20:
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(2.0, 4.5))
+        if process.poll() is not None:
+            break  # finished before this kill
+        process.kill()
+        process.wait()
+        kills += 1
+        if (tmp_path / "run/metrics.json").exists():  # killed after the run began
+            metrics = json.loads((tmp_path / "run/metrics.json").read_text())  # always a whole file
+            assert metrics["status"] in ("running", "interrupted")
+            command = [sys.executable, "-m", "msr.cli", "train", "resume=run"]
+    result = msr_process("train", "resume=run", cwd=tmp_path, timeout=300) if kills else None
+    assert result is None or result.returncode == 0, result.stderr[-2000:]
+    assert read_metrics(tmp_path / "run")["status"] == "completed"
+    assert run_msr_evaluate_loads(tmp_path)
+    print(f"{kills} kills survived")
+
+
+def run_msr_evaluate_loads(folder) -> bool:
+    return msr_process("evaluate", "run=run", "hydra.run.dir=ev", cwd=folder).returncode == 0
