@@ -163,7 +163,10 @@ def resume_overrides(command: str, args: list[str]) -> list[str]:
     folder = Path(value)
     if not folder.is_dir():
         raise UserError(f"resume={value}: no such run folder")
-    return [*saved_overrides(folder), *others, f"resume={folder}", f"hydra.run.dir={folder}"]
+    # Hydra would rewrite .hydra/ in place (not atomically): a kill at that moment would cost the
+    # run its saved config, so a resumed run keeps the one it started with.
+    return [*saved_overrides(folder), *others, f"resume={folder}", f"hydra.run.dir={folder}",
+            "hydra.output_subdir=null"]
 
 
 def newest_unfinished(command: str, overrides: list[str]) -> Path | None:
