@@ -152,6 +152,23 @@ def test_damaged_checkpoints_and_foreign_formats_are_one_line_errors(in_tmp, cap
     (best / "meta.json").write_text(json.dumps({**meta, "format": 99}))
     assert run_msr("evaluate", "run=run", "hydra.run.dir=ev2") == 2
     assert "is checkpoint format 99; this msr reads format 1" in capsys.readouterr().err
+    (best / "meta.json").write_text(json.dumps(meta))
+    tokenizer = json.loads((best / "tokenizer.json").read_text())
+    tokenizer["model"]["vocab"]["extra"] = len(tokenizer["model"]["vocab"])
+    (best / "tokenizer.json").write_text(json.dumps(tokenizer))
+    assert run_msr("evaluate", "run=run", "hydra.run.dir=ev3") == 2
+    assert "tokenizer.json has 19 tokens but the weights were trained for 18" in capsys.readouterr().err
+    # a run saved by an msr whose config had a key this one lacks
+    (in_tmp / "run/.hydra/overrides.yaml").write_text("- trainer.retired_key=1\n")
+    assert run_msr("reproduce", "run") == 2
+    assert "trainer.retired_key: no such key" in capsys.readouterr().err
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(in_tmp, monkeypatch, capsys):
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as root, permissions cannot be taken away
+    assert run_msr("train", *TINY, "hydra.run.dir=locked/run") == 2
+    assert "cannot write run folders under" in capsys.readouterr().err
+    assert not (in_tmp / "locked").exists()
 
 
 def test_a_vocabulary_that_no_longer_matches_refuses_to_resume(in_tmp, capsys):

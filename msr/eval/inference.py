@@ -38,7 +38,11 @@ def load_checkpoint(directory: Path, device):
         raise UserError(f"{directory}: the weights do not fit the {saved['name']} model its meta.json "
                         f"describes ({str(err).splitlines()[0]})") from None
     model.eval()
-    return model, load_tokenizer(directory), meta
+    tokenizer = load_tokenizer(directory)
+    if tokenizer.vocab_size != meta["vocab_size"]:
+        raise UserError(f"{directory}: tokenizer.json has {tokenizer.vocab_size} tokens but the weights were "
+                        f"trained for {meta['vocab_size']}; the files come from different runs")
+    return model, tokenizer, meta
 
 
 def load_models(runs: list[str], checkpoint: str, device):
