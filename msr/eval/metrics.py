@@ -8,13 +8,13 @@ measures are equal (barring exact ties in the logits), at the cost of one forwar
 
 from __future__ import annotations
 
-from collections import defaultdict
 from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
 
 from msr.data.batching import IGNORE, EncodedSplit
+from msr.eval.scores import steps_breakdown
 
 
 @torch.no_grad()
@@ -51,9 +51,5 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext) 
 
 
 def accuracy_by_steps(correct: torch.Tensor, steps: torch.Tensor) -> dict[str, float]:
-    totals: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    for ok, k in zip(correct.tolist(), steps.tolist()):
-        if k >= 0:
-            totals[k][0] += ok
-            totals[k][1] += 1
-    return {str(k): hits / n for k, (hits, n) in sorted(totals.items())}
+    """Exact match per number of steps; `scores.steps_breakdown` adds counts and intervals."""
+    return {k: row["accuracy"] for k, row in steps_breakdown(correct.tolist(), steps.tolist()).items()}
