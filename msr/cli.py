@@ -125,12 +125,11 @@ def inherit_data(args: list[str]) -> list[str]:
     run = next((a.partition("=")[2] for a in args if a.startswith("run=")), "")
     first = Path(run.strip("[]").split(",")[0].strip())
     folder = first.parents[1] if (first / "model.safetensors").is_file() else first  # RUN/checkpoints/NAME
-    saved = folder / ".hydra" / "overrides.yaml"
-    if not run or not saved.is_file():
+    if not run or not (folder / ".hydra" / "hydra.yaml").is_file():
         return args  # nothing to inherit; a missing run is reported by validation
     import yaml
 
-    overrides = yaml.safe_load(saved.read_text()) or []
+    overrides = saved_overrides(folder)
     choices = yaml.safe_load((folder / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]
     own_data = any(a.startswith("data=") for a in args)
     inherited = [o for o in overrides if o.startswith("paths.") or (not own_data and o.startswith("data."))]
