@@ -15,6 +15,7 @@ from msr.errors import UserError
 
 COMMANDS = {
     "train": "supervised training from scratch on a task (input -> target)",
+    "pretrain": "next-token language modelling on a corpus (or a task's inputs without answers)",
     "evaluate": "score a run's checkpoint on a split: accuracy by reasoning steps, errors, BLEU",
     "generate": "decode from a run's checkpoint for given prompts",
     "data": "summarise the composed data set without training; --export writes it as JSONL",
@@ -26,6 +27,8 @@ EXAMPLES = {
     "train": ["model=gru optimizer.lr=1e-3",
               "-m model=lstm,gru optimizer.lr=1e-3,3e-3   one run folder per job",
               "data=listops data.train.max_steps=4 data.test.max_steps=8"],
+    "pretrain": ["+experiment=shakespeare_char_cpu   nanoGPT's CPU Shakespeare run",
+                 "data=arith model.max_len=256   the task's inputs, without answers"],
     "data": ["data=kinship data.test.max_steps=8",
              "data=scan_simple paths.data=../shared/data --export   also write the splits as JSONL"],
     "evaluate": ["run=outputs/train/DATE/TIME data.test.max_steps=8   the run's data, longer test steps",
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if command == "evaluate":
             rest = inherit_data(rest)
-        if command == "train" and any(a.startswith("resume=") for a in rest):
+        if command in ("train", "pretrain") and any(a.startswith("resume=") for a in rest):
             rest = resume_overrides(command, rest)
     except UserError as err:
         fail(str(err))

@@ -269,8 +269,12 @@ class DataConfig(Validated):
     scratchpad: bool = False  # target = "<intermediate steps> #### <answer>" where the data has steps
     tokenizer: TokenizerKind = TokenizerKind.word
     vocab_size: int = 2000  # bpe only: merges stop at this many tokens
+    block_size: int = 256  # msr pretrain: tokens per packed training sequence
+    block_stride: int = 0  # msr pretrain: tokens between training blocks' starts; 0: block_size (no overlap)
 
     def check(self, p: str) -> None:
+        positive_ints(self, p, "block_size")
+        non_negative(p + "block_stride", self.block_stride)
         fields_used = {f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None}
         require(fields_used == {"input"}, p + "template", self.template,
                 "a text with {input} and no other {field}, e.g. 'Question: {input} Answer:'")
@@ -627,6 +631,11 @@ class GenerateConfig(Validated):
 
 
 @dataclass
+class PretrainConfig(TrainConfig):
+    """`msr pretrain`: next-token language modelling on a corpus (or a task's inputs)."""
+
+
+@dataclass
 class DataCommandConfig(Validated):
     """`msr data`: summarise the composed data set; `--export` also writes it as JSONL."""
 
@@ -641,6 +650,7 @@ class DataCommandConfig(Validated):
 
 SCHEMAS = {
     "train": TrainConfig,
+    "pretrain": PretrainConfig,
     "data": DataCommandConfig,
     "evaluate": EvaluateConfig,
     "generate": GenerateConfig,

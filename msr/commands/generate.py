@@ -33,14 +33,16 @@ def run(dict_cfg, run: RunDir) -> dict:
     if meta.get("objective", "supervised") == "supervised":
         template = meta.get("config", {}).get("data", {}).get("template", "{input}")
         ids = [p + [tokenizer.sep_id] for p in tokenizer.encode_batch([template.format(input=p) for p in prompts])]
-    else:
+        stop = tokenizer.eos_id
+    else:  # a corpus model writes on: it never saw an end, so max_new_tokens ends it
         ids = tokenizer.encode_batch(prompts)
+        stop = -1
     unknown = sum(p.count(tokenizer.unk_id) for p in ids)
     if unknown:
         log.warning("%d prompt symbols are not in the run's vocabulary and map to <unk>", unknown)
 
     t0 = time.perf_counter()
-    decoded = decode(model, ids, tokenizer.eos_id, cfg.decode, device, cfg.seed)
+    decoded = decode(model, ids, stop, cfg.decode, device, cfg.seed)
     seconds = time.perf_counter() - t0
     records = [{"prompt": prompt, "generation": tokenizer.decode(d.ids), "logprob": round(d.logprob, 4), "rank": rank}
                for prompt, samples in zip(prompts, decoded) for rank, d in enumerate(samples)]

@@ -73,6 +73,31 @@ def restore(folder: Path, model, tokenizer, optimizer, scheduler, cfg, device) -
     return state
 
 
+def train_model(cfg, dict_cfg, run: RunDir, tokenizer: TextTokenizer, data: dict, device, objective: str):
+    """Build the model and its optimizer, resume if asked, train with checkpoints, then load the
+    best weights; (model, trainer, fit's summary). Shared by train and pretrain."""
+    model = build_model(cfg.model, tokenizer.vocab_size).to(device)
+    log.info("model %s: %s parameters on %s", cfg.model.name, f"{count_parameters(model):,}", device)
+    optimizer = build_optimizer(cfg.optimizer, model)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.trainer.max_steps)
+    trainer = Trainer(model, optimizer, scheduler, cfg.trainer, device)
+    meta = {"model": asdict(cfg.model), "vocab_size": tokenizer.vocab_size, "task": cfg.data.name,
+            "objective": objective, "config": OmegaConf.to_container(dict_cfg, resolve=True)}
+
+    def save(name: str, state: dict) -> None:
+        trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **state}
+        save_checkpoint(run.checkpoints / name, model, tokenizer, {**meta, "step": state["step"],
+                        "metrics": state["metrics"]}, trainer_state, keep=cfg.trainer.keep_last if name == "last" else 1)
+
+    resume = restore(Path(cfg.resume), model, tokenizer, optimizer, scheduler, cfg, device) if cfg.resume else None
+    if cfg.resume:
+        run.truncate_history(resume["step"] if resume else 0)  # what was logged after the checkpoint is done again
+    result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, run.log_history, save,
+                 interactive=interactive(), resume=resume)
+    load_weights(run.checkpoints / "best", model, device)
+    return model, trainer, result
+
+
 def run(dict_cfg, run: RunDir) -> dict:
     cfg = to_object(dict_cfg)
     seed_everything(cfg.seed)
@@ -94,30 +119,8 @@ def run(dict_cfg, run: RunDir) -> dict:
             log.warning("%s: %d symbols are not in the training vocabulary and map to <unk>", name,
                         split.unknown_tokens)
     check_lengths(data, getattr(cfg.model, "max_len", None))
+    model, trainer, result = train_model(cfg, dict_cfg, run, tokenizer, data, device, objective="supervised")
 
-    model = build_model(cfg.model, tokenizer.vocab_size).to(device)
-    parameters = count_parameters(model)
-    log.info("model %s: %s parameters on %s", cfg.model.name, f"{parameters:,}", device)
-    optimizer = build_optimizer(cfg.optimizer, model)
-    scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.trainer.max_steps)
-    trainer = Trainer(model, optimizer, scheduler, cfg.trainer, device)
-
-    meta = {"model": asdict(cfg.model), "vocab_size": tokenizer.vocab_size, "task": cfg.data.name,
-            "objective": "supervised",
-            "config": OmegaConf.to_container(dict_cfg, resolve=True)}
-
-    def save(name: str, state: dict) -> None:
-        trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **state}
-        save_checkpoint(run.checkpoints / name, model, tokenizer, {**meta, "step": state["step"],
-                        "metrics": state["metrics"]}, trainer_state, keep=cfg.trainer.keep_last if name == "last" else 1)
-
-    resume = restore(Path(cfg.resume), model, tokenizer, optimizer, scheduler, cfg, device) if cfg.resume else None
-    if cfg.resume:
-        run.truncate_history(resume["step"] if resume else 0)  # what was logged after the checkpoint is done again
-    result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, run.log_history, save,
-                 interactive=interactive(), resume=resume)
-
-    load_weights(run.checkpoints / "best", model, device)
     test = evaluate(model, data["test"], cfg.trainer.eval_batch_size, trainer.autocast)
     log.info("test accuracy %.4f (best checkpoint, step %d); by steps: %s", test["accuracy"],
              result["best_step"], ", ".join(f"{k}: {v:.3f}" for k, v in test["by_steps"].items()))
@@ -137,7 +140,7 @@ def run(dict_cfg, run: RunDir) -> dict:
         "skipped_steps": result["skipped_steps"],
         "tokens_per_second": round(result["tokens_per_second"], 1),
         "train_seconds": round(result["train_seconds"], 3),
-        "parameters": parameters,
+        "parameters": count_parameters(model),
         "device": str(device),
         "seed": cfg.seed,
         "data_fingerprint": content_fingerprint(splits),

@@ -65,6 +65,17 @@ def encode(records: list[dict], tokenizer: TextTokenizer) -> EncodedSplit:
     )
 
 
+def pack(ids: list[int], block_size: int, stride: int = 0) -> EncodedSplit:
+    """A token stream as blocks for language modelling: block i reads tokens [i*S, i*S + B) and
+    predicts each next one. With the stride S = B (the default) every token is a label exactly
+    once; a smaller stride gives overlapping blocks, like nanoGPT's random offsets."""
+    stream = torch.tensor(ids, dtype=torch.long)
+    windows = stream.unfold(0, block_size + 1, stride or block_size)  # [N, B+1]
+    n = windows.shape[0]
+    return EncodedSplit(inputs=windows[:, :-1].contiguous(), labels=windows[:, 1:].contiguous(),
+                        lengths=torch.full((n,), block_size), steps=torch.full((n,), -1), unknown_tokens=0)
+
+
 class BatchOrder:
     """Shuffled batches, epoch after epoch; batch k is a pure function of (seed, k).
 

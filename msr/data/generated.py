@@ -23,7 +23,7 @@ from msr.data.tasks import TASKS
 
 log = logging.getLogger("msr")
 
-PRESENTATION_KEYS = ("template", "scratchpad", "tokenizer", "vocab_size")
+PRESENTATION_KEYS = ("template", "scratchpad", "tokenizer", "vocab_size", "block_size", "block_stride")
 
 
 def fingerprint(cfg) -> str:

@@ -134,7 +134,8 @@ def beam_search(model, tokens: torch.Tensor, eos_id: int, max_new: int, beam_siz
     finished = torch.zeros((b, k), dtype=torch.bool, device=tokens.device)
     lengths = torch.zeros((b, k), dtype=torch.long, device=tokens.device)
     frozen = torch.full((vocab,), float("-inf"), device=tokens.device)
-    frozen[eos_id] = 0.0
+    if 0 <= eos_id < vocab:  # a language model over a corpus has no end to stop at
+        frozen[eos_id] = 0.0
     for step in range(max_new):
         candidates = torch.where(finished[..., None], frozen, logprobs.view(b, k, vocab))
         scores, flat = (scores[..., None] + candidates).view(b, -1).topk(k, dim=-1)

@@ -1,0 +1,85 @@
+"""`msr pretrain`: next-token language modelling, every token a target.
+
+The recipe: read the corpus (or a task's inputs, without their answers, one after another),
+build the vocabulary from its training part, pack each split into blocks of data.block_size
+tokens, train as `msr train` does (checkpoints, resume, early stopping on validation loss),
+then report the best checkpoint's validation loss, perplexity and, for characters, bits per
+character. The checkpoint says `objective: lm`, so `msr generate` continues text with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from msr.commands.train import check_lengths, seed_everything, train_model
+from msr.config import to_object
+from msr.data import DataSplits, content_fingerprint, load_data
+from msr.data.batching import pack
+from msr.data.tokenizer import EOS, TextTokenizer
+from msr.device import resolve_device
+from msr.errors import UserError
+from msr.eval.metrics import evaluate
+from msr.models import count_parameters
+from msr.runs import RunDir
+
+log = logging.getLogger("msr")
+
+EMPTY_SUMMARY = {"metrics": {}, "steps": 0, "tokens_per_second": None, "parameters": None}
+
+
+def run(dict_cfg, run: RunDir) -> dict:
+    cfg = to_object(dict_cfg)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device.type)
+    dataset = load_data(cfg.data, cfg.paths)
+    texts = corpus(dataset)
+    tokenizer = TextTokenizer.build([texts["train"]], cfg.data.tokenizer, cfg.data.vocab_size)
+    data = {}
+    for split, text in texts.items():
+        ids = tokenizer.encode_batch([text])[0]
+        if len(ids) <= cfg.data.block_size:
+            raise UserError(f"the {split} split has {len(ids)} tokens, not enough for one block of "
+                            f"data.block_size={cfg.data.block_size}; lower data.block_size")
+        stride = cfg.data.block_stride if split == "train" else 0  # held-out splits score each token once
+        data[split] = pack(ids, cfg.data.block_size, stride).to(device)
+        unknown = ids.count(tokenizer.unk_id)
+        if unknown:
+            log.warning("%s: %d symbols are not in the training vocabulary and map to <unk>", split, unknown)
+    log.info("corpus %s: %s blocks of %d tokens; vocabulary %d (%s)", cfg.data.name,
+             ", ".join(f"{split} {len(blocks):,}" for split, blocks in data.items()), cfg.data.block_size,
+             tokenizer.vocab_size, cfg.data.tokenizer.value)
+    if "val" not in data:
+        raise UserError(f"data={cfg.data.name} has no validation split; set data.val_ratio > 0")
+    check_lengths(data, getattr(cfg.model, "max_len", None))
+
+    model, trainer, result = train_model(cfg, dict_cfg, run, tokenizer, data, device, objective="lm")
+    metrics = {}
+    for split in ("val", "test"):
+        if split in data:
+            loss = evaluate(model, data[split], cfg.trainer.eval_batch_size, trainer.autocast)["loss"]
+            metrics.update({f"{split}/loss": loss, f"{split}/perplexity": math.exp(min(loss, 50.0))})
+            if cfg.data.tokenizer == "char":
+                metrics[f"{split}/bits_per_character"] = loss / math.log(2)
+    log.info("best checkpoint (step %d): %s", result["best_step"],
+             ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return {
+        "metrics": metrics,
+        "steps": result["steps"],
+        "best_step": result["best_step"],
+        "stopped_early": result["stopped_early"],
+        "skipped_steps": result["skipped_steps"],
+        "tokens_per_second": round(result["tokens_per_second"], 1),
+        "train_seconds": round(result["train_seconds"], 3),
+        "parameters": count_parameters(model),
+        "device": str(device),
+        "seed": cfg.seed,
+        "data_fingerprint": content_fingerprint({split: [{"text": text}] for split, text in texts.items()}),
+    }
+
+
+def corpus(dataset: DataSplits) -> dict[str, str]:
+    """Each split as one text: a corpus as it is; a task's inputs, each closed by <eos>."""
+    if dataset.corpus:
+        return {split: rows[0]["text"] for split, rows in dataset.splits.items()}
+    return {split: "".join(r["input"] + EOS for r in rows) for split, rows in dataset.splits.items()}

@@ -1,0 +1,51 @@
+"""`msr pretrain`: language modelling on a corpus or a task's inputs, and text from `msr generate`."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import read_metrics, run_msr
+
+TINY_LM = ["model.d_model=32", "model.n_layers=1", "model.n_heads=2", "model.d_ff=64", "model.max_len=16",
+           "data.block_size=16", "trainer.batch_size=8", "trainer.max_steps=60", "trainer.eval_every=20",
+           "trainer.log_every=10", "scheduler.warmup_steps=5"]
+
+
+def corpus(folder):
+    (folder / "corpus.txt").write_text("to be or not to be, that is the question.\n" * 60)
+    return ["data=files", "data.path=corpus.txt", "data.format=text", "data.tokenizer=char"]
+
+
+def test_pretraining_lowers_the_loss_and_leaves_a_language_model(in_tmp):
+    assert run_msr("pretrain", *corpus(in_tmp), *TINY_LM, "hydra.run.dir=run") == 0
+    metrics = read_metrics(in_tmp / "run")
+    history = [json.loads(line) for line in (in_tmp / "run/history.jsonl").read_text().splitlines()]
+    losses = [h["train/loss"] for h in history if "train/loss" in h]
+    assert losses[-1] < losses[0] - 0.5
+    val = metrics["metrics"]
+    assert val["val/perplexity"] > 1 and abs(val["val/bits_per_character"] - val["val/loss"] / 0.6931472) < 1e-4
+    meta = json.loads((in_tmp / "run/checkpoints/best/meta.json").read_text())
+    assert meta["objective"] == "lm"
+
+    # generate continues the text in the corpus's characters, up to max_new_tokens (a corpus has no end)
+    assert run_msr("generate", "run=run", "prompt=to be", "decode.max_new_tokens=12", "hydra.run.dir=gen") == 0
+    [record] = [json.loads(line) for line in (in_tmp / "gen/generations.jsonl").read_text().splitlines()]
+    assert 8 <= len(record["generation"]) <= 12 and set(record["generation"]) <= set("to be or not, that is the question.\n")
+
+
+def test_a_tasks_inputs_pretrain_without_their_answers(in_tmp):
+    assert run_msr("pretrain", "data=arith", "data.train.size=400", "data.val.size=40", "data.test.size=40",
+                   *TINY_LM, "data.tokenizer=word", "hydra.run.dir=run") == 0
+    assert {"val/loss", "test/loss"} <= set(read_metrics(in_tmp / "run")["metrics"])
+
+
+def test_a_block_longer_than_a_split_is_a_clear_error(in_tmp, capsys):
+    assert run_msr("pretrain", *corpus(in_tmp), *TINY_LM, "data.block_size=5000", "model.max_len=5000",
+                   "hydra.run.dir=run") == 2
+    assert "not enough for one block of data.block_size=5000" in capsys.readouterr().err
+
+
+def test_the_nanogpt_cpu_preset_composes(capsys):
+    assert run_msr("pretrain", "+experiment=shakespeare_char_cpu", "--cfg", "job") == 0
+    out = capsys.readouterr().out
+    assert "block_size: 64" in out and "n_layers: 4" in out and "batch_size: 12" in out and "max_steps: 2000" in out
