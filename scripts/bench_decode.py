@@ -40,12 +40,11 @@ import time
 
 import torch
 import torch.nn.functional as F
-from rich.console import Console
-from rich.table import Table
 
 from msr.config import DecodeConfig, RecurrentConfig, TransformerConfig
 from msr.eval.decoding import decode
 from msr.models import build_model, count_parameters
+from benchreport import report  # scripts/benchreport.py, beside this script
 
 CHECKED = ("transformer",)  # the family the --min-ratio requirement applies to
 WARMUP_TOKENS = 8
@@ -141,20 +140,11 @@ def main() -> int:
 
     results = [bench(name, args, device) for name in names]
     print("identical outputs: yes")  # bench() raises otherwise
-    table = Table(title=f"greedy decode, B={args.batch_size} prompt={args.prompt_len} new={args.new_tokens} "
-                        f"{device.type} threads={torch.get_num_threads()}, median of {args.repeats}")
-    for col in ("model", "params", "recompute tok/s", "cached tok/s", "cached/recompute"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    for r in results:
-        table.add_row(r["name"], f"{r['params']:,}", f"{r['recompute']:,.0f}", f"{r['cached']:,.0f}",
-                      f"{r['ratio']:.1f}")
-    Console().print(table)
-    for r in results:
-        print(f"RATIO {r['name']} {r['ratio']:.1f}")
-    failed = [r["name"] for r in results if r["name"] in CHECKED and r["ratio"] < args.min_ratio]
-    if failed:
-        print(f"FAIL: cached decoding below {args.min_ratio}x recompute for {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
+    title = (f"greedy decode, B={args.batch_size} prompt={args.prompt_len} new={args.new_tokens} "
+             f"{device.type} threads={torch.get_num_threads()}, median of {args.repeats}")
+    rows = [{**r, "recompute tok/s": r["recompute"], "cached tok/s": r["cached"]} for r in results]
+    return report(title, ("recompute tok/s", "cached tok/s", "cached/recompute"), rows, 1, CHECKED, args.min_ratio,
+                  f"cached decoding below {args.min_ratio}x recompute")
 
 
 if __name__ == "__main__":

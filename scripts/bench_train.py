@@ -35,14 +35,13 @@ import time
 
 import torch
 import torch.nn.functional as F
-from rich.console import Console
-from rich.table import Table
 
 from msr.config import AdamWConfig, CosineConfig, RecurrentConfig, TrainerConfig, TransformerConfig
 from msr.data.batching import IGNORE, BatchOrder, EncodedSplit
 from msr.models import build_model, count_parameters
 from msr.train.loop import Trainer
 from msr.train.optim import build_optimizer, build_scheduler, lr_multiplier
+from benchreport import report  # scripts/benchreport.py, beside this script
 
 CHECKED = ("lstm", "transformer")  # the families the --min-ratio requirement applies to
 
@@ -152,20 +151,11 @@ def main() -> int:
     device = torch.device(args.device)
 
     results = [bench(name, args, device) for name in names]
-    table = Table(title=f"train step, B={args.batch_size} T={args.seq_len} {device.type} "
-                        f"threads={torch.get_num_threads()}, median of {args.chunk}-step chunks")
-    for col in ("model", "params", "bare tok/s", "msr tok/s", "msr/bare"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    for r in results:
-        table.add_row(r["name"], f"{r['params']:,}", f"{r['bare']:,.0f}", f"{r['msr']:,.0f}",
-                      f"{r['ratio']:.3f}")
-    Console().print(table)
-    for r in results:
-        print(f"RATIO {r['name']} {r['ratio']:.3f}")
-    failed = [r["name"] for r in results if r["name"] in CHECKED and r["ratio"] < args.min_ratio]
-    if failed:
-        print(f"FAIL: msr below {args.min_ratio} of the bare loop for {', '.join(failed)}", file=sys.stderr)
-    return 1 if failed else 0
+    title = (f"train step, B={args.batch_size} T={args.seq_len} {device.type} "
+             f"threads={torch.get_num_threads()}, median of {args.chunk}-step chunks")
+    rows = [{**r, "bare tok/s": r["bare"], "msr tok/s": r["msr"]} for r in results]
+    return report(title, ("bare tok/s", "msr tok/s", "msr/bare"), rows, 3, CHECKED, args.min_ratio,
+                  f"msr below {args.min_ratio} of the bare loop")
 
 
 if __name__ == "__main__":

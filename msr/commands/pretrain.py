@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 
-from msr.commands.train import check_lengths, seed_everything, train_model
+from msr.commands.train import check_lengths, seed_everything, train_model, training_summary
 from msr.config import to_object
 from msr.data import DataSplits, content_fingerprint, load_data
 from msr.data.batching import pack
@@ -20,7 +20,6 @@ from msr.data.tokenizer import EOS, TextTokenizer
 from msr.device import resolve_device
 from msr.errors import UserError
 from msr.eval.metrics import evaluate
-from msr.models import count_parameters
 from msr.runs import RunDir
 
 log = logging.getLogger("msr")
@@ -63,19 +62,8 @@ def run(dict_cfg, run: RunDir) -> dict:
                 metrics[f"{split}/bits_per_character"] = loss / math.log(2)
     log.info("best checkpoint (step %d): %s", result["best_step"],
              ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-    return {
-        "metrics": metrics,
-        "steps": result["steps"],
-        "best_step": result["best_step"],
-        "stopped_early": result["stopped_early"],
-        "skipped_steps": result["skipped_steps"],
-        "tokens_per_second": round(result["tokens_per_second"], 1),
-        "train_seconds": round(result["train_seconds"], 3),
-        "parameters": count_parameters(model),
-        "device": str(device),
-        "seed": cfg.seed,
-        "data_fingerprint": content_fingerprint({split: [{"text": text}] for split, text in texts.items()}),
-    }
+    fingerprint = content_fingerprint({split: [{"text": text}] for split, text in texts.items()})
+    return {"metrics": metrics, **training_summary(result, model, device, cfg.seed, fingerprint)}
 
 
 def corpus(dataset: DataSplits) -> dict[str, str]:

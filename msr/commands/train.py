@@ -131,9 +131,13 @@ def run(dict_cfg, run: RunDir) -> dict:
         "test/token_accuracy": test["token_accuracy"],
     }
     run.log_history({"step": result["steps"], **{k: v for k, v in metrics.items() if k.startswith("test/")}})
+    return {"metrics": metrics, "accuracy_by_steps": test["by_steps"],
+            **training_summary(result, model, device, cfg.seed, content_fingerprint(splits))}
+
+
+def training_summary(result: dict, model, device, seed: int, data_fingerprint: str) -> dict:
+    """What metrics.json says of any training run besides its metrics."""
     return {
-        "metrics": metrics,
-        "accuracy_by_steps": test["by_steps"],
         "steps": result["steps"],
         "best_step": result["best_step"],
         "stopped_early": result["stopped_early"],
@@ -142,6 +146,6 @@ def run(dict_cfg, run: RunDir) -> dict:
         "train_seconds": round(result["train_seconds"], 3),
         "parameters": count_parameters(model),
         "device": str(device),
-        "seed": cfg.seed,
-        "data_fingerprint": content_fingerprint(splits),
+        "seed": seed,
+        "data_fingerprint": data_fingerprint,
     }
