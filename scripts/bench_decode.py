@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from msr.config import DecodeConfig, RecurrentConfig, TransformerConfig
 from msr.eval.decoding import decode
 from msr.models import build_model, count_parameters
-from benchreport import report  # scripts/benchreport.py, beside this script
+from benchreport import add_machine_options, models_and_device, report  # scripts/benchreport.py
 
 CHECKED = ("transformer",)  # the family the --min-ratio requirement applies to
 WARMUP_TOKENS = 8
@@ -127,16 +127,9 @@ def main() -> int:
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--vocab", type=int, default=64)
     p.add_argument("--repeats", type=int, default=1, help="timed runs per side; the median is used")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--min-ratio", type=float, default=5.0, help="least cached/recompute for the Transformer")
+    add_machine_options(p, 5.0, "least cached/recompute for the Transformer")
     args = p.parse_args()
-    names = [m.strip() for m in args.models.split(",") if m.strip()]
-    if bad := [m for m in names if m not in ("rnn", "gru", "lstm", "transformer")]:
-        p.error(f"unknown model(s): {', '.join(bad)}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    names, device = models_and_device(p, args)
 
     results = [bench(name, args, device) for name in names]
     print("identical outputs: yes")  # bench() raises otherwise

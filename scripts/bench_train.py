@@ -41,7 +41,7 @@ from msr.data.batching import IGNORE, BatchOrder, EncodedSplit
 from msr.models import build_model, count_parameters
 from msr.train.loop import Trainer
 from msr.train.optim import build_optimizer, build_scheduler, lr_multiplier
-from benchreport import report  # scripts/benchreport.py, beside this script
+from benchreport import add_machine_options, models_and_device, report  # scripts/benchreport.py
 
 CHECKED = ("lstm", "transformer")  # the families the --min-ratio requirement applies to
 
@@ -139,16 +139,9 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=20, help="untimed steps per side before timing")
     p.add_argument("--repeats", type=int, default=3, help="timed steps per side = repeats x steps")
     p.add_argument("--chunk", type=int, default=10, help="steps per timed chunk; sides alternate by chunk")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--min-ratio", type=float, default=0.9)
+    add_machine_options(p, 0.9, "least msr/bare for LSTM and Transformer")
     args = p.parse_args()
-    names = [m.strip() for m in args.models.split(",") if m.strip()]
-    if bad := [m for m in names if m not in ("rnn", "gru", "lstm", "transformer")]:
-        p.error(f"unknown model(s): {', '.join(bad)}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    names, device = models_and_device(p, args)
 
     results = [bench(name, args, device) for name in names]
     title = (f"train step, B={args.batch_size} T={args.seq_len} {device.type} "

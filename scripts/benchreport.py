@@ -3,10 +3,30 @@ machines to read, and exit code 1 when a checked row falls below the minimum rat
 
 from __future__ import annotations
 
+import argparse
 import sys
 
+import torch
 from rich.console import Console
 from rich.table import Table
+
+MODELS = ("rnn", "gru", "lstm", "transformer")
+
+
+def add_machine_options(p: argparse.ArgumentParser, min_ratio: float, min_ratio_help: str) -> None:
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--min-ratio", type=float, default=min_ratio, help=min_ratio_help)
+
+
+def models_and_device(p: argparse.ArgumentParser, args) -> tuple[list[str], torch.device]:
+    """The --models list, checked, and the device, with --threads applied."""
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    if bad := [m for m in names if m not in MODELS]:
+        p.error(f"unknown model(s): {', '.join(bad)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return names, torch.device(args.device)
 
 
 def report(title: str, columns: tuple[str, str, str], results: list[dict], digits: int, checked: tuple[str, ...],
