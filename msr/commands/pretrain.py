@@ -53,13 +53,14 @@ def run(dict_cfg, run: RunDir) -> dict:
     check_lengths(data, getattr(cfg.model, "max_len", None))
 
     model, trainer, result = train_model(cfg, dict_cfg, run, tokenizer, data, device, objective="lm")
+    losses = {"val": result["val"]["val/loss"]}  # the best evaluation is the best checkpoint's
+    if "test" in data:
+        losses["test"] = evaluate(model, data["test"], cfg.trainer.eval_batch_size, trainer.autocast)["loss"]
     metrics = {}
-    for split in ("val", "test"):
-        if split in data:
-            loss = evaluate(model, data[split], cfg.trainer.eval_batch_size, trainer.autocast)["loss"]
-            metrics.update({f"{split}/loss": loss, f"{split}/perplexity": math.exp(min(loss, 50.0))})
-            if cfg.data.tokenizer == "char":
-                metrics[f"{split}/bits_per_character"] = loss / math.log(2)
+    for split, loss in losses.items():
+        metrics.update({f"{split}/loss": loss, f"{split}/perplexity": math.exp(min(loss, 50.0))})
+        if cfg.data.tokenizer == "char":
+            metrics[f"{split}/bits_per_character"] = loss / math.log(2)
     log.info("best checkpoint (step %d): %s", result["best_step"],
              ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     fingerprint = content_fingerprint({split: [{"text": text}] for split, text in texts.items()})

@@ -33,10 +33,6 @@ class DataSplits:
     corpus: bool = False
     overlap: dict[str, int] = field(default_factory=dict)  # "val/train": inputs found in both
 
-    @property
-    def has_steps(self) -> bool:
-        return all("steps" in r for rows in self.splits.values() for r in rows[:1])
-
 
 def quiet_datasets() -> None:
     """`datasets` draws a progress bar for every save and load; msr's own log says what happened."""

@@ -45,7 +45,6 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext) 
         "accuracy": int(correct.sum()) / max(len(split), 1),
         "token_accuracy": token_hits / max(tokens, 1),
         "by_steps": accuracy_by_steps(correct, split.steps),
-        "correct": correct,
         "logprobs": logprobs,
     }
 
