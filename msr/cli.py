@@ -16,6 +16,7 @@ from msr.errors import UserError
 COMMANDS = {
     "train": "supervised training from scratch on a task (input -> target)",
     "pretrain": "next-token language modelling on a corpus (or a task's inputs without answers)",
+    "finetune": "supervised training that starts from a pretrained run (freezing, discriminative LRs, LoRA)",
     "evaluate": "score a run's checkpoint on a split: accuracy by reasoning steps, errors, BLEU",
     "generate": "decode from a run's checkpoint for given prompts",
     "data": "summarise the composed data set without training; --export writes it as JSONL",
@@ -29,6 +30,9 @@ EXAMPLES = {
               "data=listops data.train.max_steps=4 data.test.max_steps=8"],
     "pretrain": ["+experiment=shakespeare_char_cpu   nanoGPT's CPU Shakespeare run",
                  "data=arith model.max_len=256   the task's inputs, without answers"],
+    "finetune": ["init=outputs/pretrain/DATE/TIME data=arith data.train.size=1000",
+                 "init=RUN finetune.freeze=lower:2 finetune.lr_scale.layer_decay=0.5",
+                 "init=RUN finetune.lora.rank=8 finetune.lora.target_modules=[qkv,proj]   LoRA through peft"],
     "data": ["data=kinship data.test.max_steps=8",
              "data=scan_simple paths.data=../shared/data --export   also write the splits as JSONL"],
     "evaluate": ["run=outputs/train/DATE/TIME data.test.max_steps=8   the run's data, longer test steps",
@@ -84,7 +88,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if command == "evaluate":
             rest = inherit_data(rest)
-        if command in ("train", "pretrain") and any(a.startswith("resume=") for a in rest):
+        if command == "finetune":
+            rest = inherit_model(rest)
+        if command in ("train", "pretrain", "finetune") and any(a.startswith("resume=") for a in rest):
             rest = resume_overrides(command, rest)
     except UserError as err:
         fail(str(err))
@@ -137,6 +143,27 @@ def inherit_data(args: list[str]) -> list[str]:
     own_data = any(a.startswith("data=") for a in args)
     inherited = [o for o in overrides if o.startswith("paths.") or (not own_data and o.startswith("data."))]
     return ([] if own_data else [f"data={choices['data']}"]) + inherited + args
+
+
+def inherit_model(args: list[str]) -> list[str]:
+    """`msr finetune init=RUN` trains RUN's model with RUN's tokenizer: the model's settings, as
+    its checkpoint records them, go first (a later model.dropout=... still wins)."""
+    import json
+
+    init = next((a.partition("=")[2] for a in args if a.startswith("init=")), "")
+    folder = Path(init)
+    meta = next((m for m in (folder / "meta.json", folder / "checkpoints" / "best" / "meta.json",
+                             folder / "checkpoints" / "last" / "meta.json") if m.is_file()), None)
+    if not init or meta is None:
+        return args  # a missing init is reported by validation; one without checkpoints by the command
+    try:
+        saved = json.loads(meta.read_text())
+        model, tokenizer = saved["model"], saved["config"]["data"]["tokenizer"]
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"init={init}: {meta} is not an msr checkpoint's meta.json") from None
+    inherited = [f"model={model['name']}"] + [f"model.{k}={str(v).lower() if isinstance(v, bool) else v}"
+                                              for k, v in model.items() if k != "name"]
+    return [*inherited, f"data.tokenizer={tokenizer}", *args]
 
 
 def saved_overrides(folder: Path) -> list[str]:

@@ -24,10 +24,11 @@ from msr.errors import UserError
 from msr.eval.metrics import evaluate
 from msr.models import build_model, count_parameters
 from msr.runs import RunDir, interactive
-from msr.train.checkpoint import (latest_checkpoint, load_tokenizer, load_trainer_state, load_weights,
+from msr.train.checkpoint import (latest_checkpoint, load_tokenizer, load_trainer_state, load_training_weights,
                                   save_checkpoint)
 from msr.train.loop import Trainer, fit
 from msr.train.optim import build_optimizer, build_scheduler
+from msr.train.transfer import Transfer
 
 log = logging.getLogger("msr")
 
@@ -63,7 +64,7 @@ def restore(folder: Path, model, tokenizer, optimizer, scheduler, cfg, device) -
     if load_tokenizer(source).to_str() != tokenizer.to_str():
         raise UserError(f"resume={folder}: the vocabulary built from today's data differs from the run's; "
                         f"the data settings or files changed since it started")
-    load_weights(source, model, device)
+    load_training_weights(source, model, device)
     state = load_trainer_state(source)
     if state["step"] >= cfg.trainer.max_steps:
         raise UserError(f"resume={folder}: the run already reached trainer.max_steps={cfg.trainer.max_steps}")
@@ -73,12 +74,16 @@ def restore(folder: Path, model, tokenizer, optimizer, scheduler, cfg, device) -
     return state
 
 
-def train_model(cfg, dict_cfg, run: RunDir, tokenizer: TextTokenizer, data: dict, device, objective: str):
-    """Build the model and its optimizer, resume if asked, train with checkpoints, then load the
-    best weights; (model, trainer, fit's summary). Shared by train and pretrain."""
-    model = build_model(cfg.model, tokenizer.vocab_size).to(device)
-    log.info("model %s: %s parameters on %s", cfg.model.name, f"{count_parameters(model):,}", device)
-    optimizer = build_optimizer(cfg.optimizer, model)
+def train_model(cfg, dict_cfg, run: RunDir, tokenizer: TextTokenizer, data: dict, device, objective: str,
+                transfer: Transfer | None = None):
+    """Build the model and its optimizer (or take a pretrained one from `transfer`), resume if
+    asked, train with checkpoints, then load the best weights; (model, trainer, fit's summary).
+    Shared by train, pretrain and finetune."""
+    if transfer is None:
+        transfer = Transfer(build_model(cfg.model, tokenizer.vocab_size).to(device), lr_scale={})
+        log.info("model %s: %s parameters on %s", cfg.model.name, f"{count_parameters(transfer.model):,}", device)
+    model = transfer.model
+    optimizer = build_optimizer(cfg.optimizer, model, transfer.lr_scale, no_decay=transfer.new_rows)
     scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.trainer.max_steps)
     trainer = Trainer(model, optimizer, scheduler, cfg.trainer, device)
     meta = {"model": asdict(cfg.model), "vocab_size": tokenizer.vocab_size, "task": cfg.data.name,
@@ -86,15 +91,16 @@ def train_model(cfg, dict_cfg, run: RunDir, tokenizer: TextTokenizer, data: dict
 
     def save(name: str, state: dict) -> None:
         trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **state}
-        save_checkpoint(run.checkpoints / name, model, tokenizer, {**meta, "step": state["step"],
-                        "metrics": state["metrics"]}, trainer_state, keep=cfg.trainer.keep_last if name == "last" else 1)
+        save_checkpoint(run.checkpoints / name, transfer.export(), tokenizer, {**meta, "step": state["step"],
+                        "metrics": state["metrics"]}, trainer_state, keep=cfg.trainer.keep_last if name == "last" else 1,
+                        training_model=model if transfer.adapters is not None else None)
 
     resume = restore(Path(cfg.resume), model, tokenizer, optimizer, scheduler, cfg, device) if cfg.resume else None
     if cfg.resume:
         run.truncate_history(resume["step"] if resume else 0)  # what was logged after the checkpoint is done again
     result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, run.log_history, save,
                  interactive=interactive(), resume=resume)
-    load_weights(run.checkpoints / "best", model, device)
+    load_training_weights(run.checkpoints / "best", model, device)
     return model, trainer, result
 
 
@@ -103,13 +109,24 @@ def run(dict_cfg, run: RunDir) -> dict:
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device.type)
 
+    splits = task_splits(cfg, "train")
+    tokenizer = TextTokenizer.build((r["input"] + " " + r["target"] for r in splits["train"]),
+                                    cfg.data.tokenizer, cfg.data.vocab_size)
+    data = encode_splits(splits, tokenizer, cfg, device)
+    model, trainer, result = train_model(cfg, dict_cfg, run, tokenizer, data, device, objective="supervised")
+    return test_and_summarize(model, trainer, result, data, splits, cfg, run, device)
+
+
+def task_splits(cfg, command: str) -> dict[str, list[dict]]:
     dataset = load_data(cfg.data, cfg.paths)
     if dataset.corpus:
         raise UserError(f"data={cfg.data.name} is a text corpus (no input -> target pairs); "
-                        f"msr train needs a task: choose another data= option")
-    splits = dataset.splits
-    tokenizer = TextTokenizer.build((r["input"] + " " + r["target"] for r in splits["train"]),
-                                    cfg.data.tokenizer, cfg.data.vocab_size)
+                        f"msr {command} needs a task: choose another data= option")
+    return dataset.splits
+
+
+def encode_splits(splits: dict[str, list[dict]], tokenizer: TextTokenizer, cfg, device) -> dict:
+    """Each split as padded tensors on `device`, refused if the model cannot take its lengths."""
     data = {name: encode(records, tokenizer).to(device) for name, records in splits.items()}
     log.info("data %s: %s; vocabulary %d tokens (%s)", cfg.data.name,
              ", ".join(f"{name} {len(split)}" for name, split in data.items()), tokenizer.vocab_size,
@@ -119,8 +136,11 @@ def run(dict_cfg, run: RunDir) -> dict:
             log.warning("%s: %d symbols are not in the training vocabulary and map to <unk>", name,
                         split.unknown_tokens)
     check_lengths(data, getattr(cfg.model, "max_len", None))
-    model, trainer, result = train_model(cfg, dict_cfg, run, tokenizer, data, device, objective="supervised")
+    return data
 
+
+def test_and_summarize(model, trainer, result: dict, data: dict, splits: dict, cfg, run: RunDir, device) -> dict:
+    """Score the best checkpoint's model on the test split; what metrics.json says of the run."""
     test = evaluate(model, data["test"], cfg.trainer.eval_batch_size, trainer.autocast)
     log.info("test accuracy %.4f (best checkpoint, step %d); by steps: %s", test["accuracy"],
              result["best_step"], ", ".join(f"{k}: {v:.3f}" for k, v in test["by_steps"].items()))

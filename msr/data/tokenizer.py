@@ -8,6 +8,7 @@ vocabulary; for word and char, symbols it has never seen map to <unk> and are co
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -15,6 +16,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 
 PAD, UNK, SEP, EOS = "<pad>", "<unk>", "<sep>", "<eos>"
 SPECIALS = (PAD, UNK, SEP, EOS)
+SPECIAL = re.compile("|".join(map(re.escape, SPECIALS)))
 
 
 class TextTokenizer:
@@ -28,6 +30,7 @@ class TextTokenizer:
     def build(cls, texts: Iterable[str], kind: str = "word", vocab_size: int = 2000) -> "TextTokenizer":
         if kind == "bpe":
             return cls(_bpe(texts, vocab_size))
+        texts = (SPECIAL.sub(" " if kind == "word" else "", text) for text in texts)  # <eos> is one token
         if kind == "char":
             symbols = {ch for text in texts for ch in text}
             split = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
@@ -48,6 +51,24 @@ class TextTokenizer:
     @classmethod
     def load(cls, path: str | Path) -> "TextTokenizer":
         return cls(Tokenizer.from_file(str(path)))
+
+    def extend(self, texts: Iterable[str]) -> tuple["TextTokenizer", list[str]]:
+        """This vocabulary plus the symbols of `texts` it lacks, appended so that every old id
+        keeps its meaning; and those new symbols. Byte-level BPE lacks none."""
+        vocab = self.tokenizer.get_vocab()
+        if not isinstance(self.tokenizer.model, models.WordLevel):
+            return self, []
+        split = self.tokenizer.pre_tokenizer
+        new = sorted({piece for text in texts for piece, _ in split.pre_tokenize_str(text)} - vocab.keys())
+        if not new:
+            return self, []
+        extended = Tokenizer(models.WordLevel(vocab={**vocab, **{s: len(vocab) + i for i, s in enumerate(new)}},
+                                              unk_token=UNK))
+        extended.pre_tokenizer = split
+        if self.tokenizer.decoder is not None:
+            extended.decoder = self.tokenizer.decoder
+        extended.add_special_tokens(list(SPECIALS))
+        return TextTokenizer(extended), new
 
     def to_str(self) -> str:
         return self.tokenizer.to_str()

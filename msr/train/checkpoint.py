@@ -1,5 +1,9 @@
 """Checkpoints: a folder with model.safetensors, tokenizer.json, meta.json and trainer_state.pt.
 
+model.safetensors is always the plain model that evaluate and generate load. A model trained
+through adapters (LoRA) saves it merged, and keeps the adapters as they train in
+training_model.safetensors, which only resume reads.
+
 A checkpoint is written whole into a temporary folder and then renamed into place, so
 `checkpoints/last` is always a complete checkpoint (for the instant between two renames it is
 `checkpoints/.last.old`, and the next save puts it back if a crash struck there). Nothing in it is unpickled on load:
@@ -24,8 +28,11 @@ from msr.runs import fsync_path
 FORMAT_VERSION = 1
 
 
+TRAINING_WEIGHTS = "training_model.safetensors"
+
+
 def save_checkpoint(directory: Path, model: nn.Module, tokenizer: TextTokenizer, meta: dict,
-                    trainer_state: dict | None = None, keep: int = 1) -> None:
+                    trainer_state: dict | None = None, keep: int = 1, training_model: nn.Module | None = None) -> None:
     """Write the checkpoint whole, then swap it in. With keep > 1 the one it replaces stays as
     `step-NNNNNNN` beside it, and the oldest of those go so that `keep` remain with this one."""
     directory = Path(directory)
@@ -39,6 +46,8 @@ def save_checkpoint(directory: Path, model: nn.Module, tokenizer: TextTokenizer,
     tmp.mkdir()
     try:
         save_weights(model, tmp / "model.safetensors")
+        if training_model is not None:
+            save_weights(training_model, tmp / TRAINING_WEIGHTS)
         (tmp / "tokenizer.json").write_text(tokenizer.to_str())
         (tmp / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, **meta}, indent=2))
         if trainer_state is not None:
@@ -77,12 +86,25 @@ def save_weights(model: nn.Module, path: Path) -> None:
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
-def load_weights(directory: Path, model: nn.Module, device: torch.device | str = "cpu") -> None:
-    path = Path(directory) / "model.safetensors"
+def read_weights(path: Path, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     try:
-        tensors = load_file(str(path), device=str(device))
+        return load_file(str(path), device=str(device))
     except Exception as err:  # safetensors' own error type differs between versions
         raise UserError(f"{path} is damaged or truncated ({str(err).splitlines()[0][:120]})") from None
+
+
+def load_weights(directory: Path, model: nn.Module, device: torch.device | str = "cpu",
+                 file: str = "model.safetensors") -> None:
+    fit_weights(read_weights(Path(directory) / file, device), model, directory)
+
+
+def load_training_weights(directory: Path, model: nn.Module, device: torch.device | str = "cpu") -> None:
+    """The weights as they were being trained: the adapters' own file where there is one."""
+    adapters = (Path(directory) / TRAINING_WEIGHTS).is_file()
+    load_weights(directory, model, device, TRAINING_WEIGHTS if adapters else "model.safetensors")
+
+
+def fit_weights(tensors: dict[str, torch.Tensor], model: nn.Module, directory: Path) -> None:
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     unloaded = [g for g in tied_groups(model) if not set(g) - set(missing)]  # a tie needs one member
     if unexpected or unloaded:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
+from typing import Iterable
 
 import torch
 from torch import nn
@@ -17,17 +18,21 @@ OPTIMIZERS = {
 }
 
 
-def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """Weight decay applies to matrices (weights, embeddings), never to biases or norm gains."""
+def build_optimizer(cfg, model: nn.Module, lr_scale: dict[str, float] | None = None,
+                    no_decay: Iterable[str] = ()) -> torch.optim.Optimizer:
+    """Weight decay applies to matrices (weights, embeddings), never to biases or norm gains, nor
+    to tensors of which only some rows train (decay would move the frozen rows). `lr_scale`
+    gives parameters their own multiple of the learning rate (fine-tuning's discriminative rates)."""
     options = {k: v for k, v in asdict(cfg).items() if k not in ("name", "weight_decay")}
     if "betas" in options:
         options["betas"] = tuple(options["betas"])
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    return OPTIMIZERS[cfg.name]([g for g in groups if g["params"]], **options)
+    groups: dict[tuple[float, bool], list] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            decays = p.dim() >= 2 and name not in no_decay
+            groups.setdefault(((lr_scale or {}).get(name, 1.0), decays), []).append(p)
+    return OPTIMIZERS[cfg.name]([{"params": params, "lr": cfg.lr * scale, "weight_decay": cfg.weight_decay if decays else 0.0}
+                                 for (scale, decays), params in groups.items()], **options)
 
 
 def lr_multiplier(cfg, step: int, total_steps: int) -> float:

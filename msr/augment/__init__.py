@@ -1,0 +1,1 @@
+"""Data augmentation for `msr augment`: the operations live in `msr.augment.operations`."""

@@ -1,0 +1,61 @@
+"""`msr finetune init=RUN`: supervised training that starts from a pretrained run.
+
+The recipe: take the init run's checkpoint and tokenizer, add the task's new symbols to the
+vocabulary (and rows for them to the model), freeze or wrap the model as finetune.* asks,
+then train and test exactly as `msr train` does. With LoRA the checkpoints hold the merged
+model, so evaluate and generate read a fine-tuned run like any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from msr.commands.train import (EMPTY_SUMMARY, encode_splits, seed_everything, task_splits, test_and_summarize,
+                                train_model)
+from msr.config import to_object
+from msr.device import resolve_device
+from msr.errors import UserError
+from msr.eval.inference import checkpoint_dir
+from msr.runs import RunDir
+from msr.train.checkpoint import load_meta, load_tokenizer
+from msr.train.transfer import load_pretrained, prepare
+
+log = logging.getLogger("msr")
+
+__all__ = ["EMPTY_SUMMARY", "run"]  # run_command reads EMPTY_SUMMARY from the command's module
+
+
+def run(dict_cfg, run: RunDir) -> dict:
+    cfg = to_object(dict_cfg)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device.type)
+    source = checkpoint_dir(cfg.init, cfg.init_checkpoint)
+    init = load_meta(source)
+    if init["model"]["name"] != cfg.model.name:
+        raise UserError(f"init={cfg.init} is a {init['model']['name']} run; model={cfg.model.name} cannot take its weights")
+    kind = init["config"]["data"]["tokenizer"]
+    if cfg.data.tokenizer != kind:
+        raise UserError(f"data.tokenizer={cfg.data.tokenizer.value}, but init={cfg.init} reads {kind} tokens; "
+                        f"a fine-tuned model keeps its tokenizer: leave data.tokenizer out")
+
+    splits = task_splits(cfg, "finetune")
+    pretrained = load_tokenizer(source)
+    tokenizer, new = pretrained.extend(r["input"] + " " + r["target"] for r in splits["train"])
+    if new:
+        shown = " ".join(new[:20]) + (" ..." if len(new) > 20 else "")
+        log.info("vocabulary: %d symbols from init, %d new from the task's training split (%s): "
+                 "embedding and head rows %d -> %d", pretrained.vocab_size, len(new), shown,
+                 pretrained.vocab_size, tokenizer.vocab_size)
+    data = encode_splits(splits, tokenizer, cfg, device)
+
+    model = load_pretrained(source, cfg.model, tokenizer.vocab_size, device)
+    weights_sha256 = hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest()
+    log.info("init: %s (step %s, %s objective, weights sha256 %s)", source, init.get("step"),
+             init.get("objective"), weights_sha256[:12])
+    transfer = prepare(model, cfg.model, cfg.finetune, len(new), tokenizer.vocab_size)
+    _, trainer, result = train_model(cfg, dict_cfg, run, tokenizer, data, device, "supervised", transfer)
+    summary = test_and_summarize(transfer.export(), trainer, result, data, splits, cfg, run, device)
+    summary["init"] = {"checkpoint": str(source), "step": init.get("step"), "weights_sha256": weights_sha256,
+                       "new_symbols": new, "trainable_parameters": transfer.trainable()}
+    return summary

@@ -1,0 +1,163 @@
+"""Starting from a pretrained run: grow its vocabulary, freeze parts, scale learning rates by
+part, or train LoRA adapters instead of the weights.
+
+Every model here has three parts: `embeddings` (tokens and positions), `body` (Transformer
+blocks or recurrent layers, numbered from the bottom; the final LayerNorm counts as the top
+layer) and `head` (the output projection). A symbol the pretrained vocabulary lacks gets new
+rows in the embedding and head, set to the mean of the old ones, and those rows always train,
+whatever else is frozen.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from msr.errors import UserError
+from msr.models import build_model
+from msr.train.checkpoint import fit_weights, read_weights
+
+log = logging.getLogger("msr")
+
+VOCABULARY_ROWS = ("embed.weight", "head.weight", "head.bias")  # the tensors with one row per symbol
+
+
+@dataclass
+class Transfer:
+    """A pretrained model made ready to fine-tune, and how to train and save it."""
+
+    model: nn.Module
+    lr_scale: dict[str, float]  # parameter name -> multiple of optimizer.lr
+    new_rows: dict[str, int] = field(default_factory=dict)  # frozen parameters of which new rows train
+    adapters: object = None  # the peft model wrapping `model`, when it trains LoRA adapters
+
+    def export(self) -> nn.Module:
+        """The model that evaluate and generate load: with LoRA, a copy with the adapters merged."""
+        if self.adapters is None:
+            return self.model
+        return copy.deepcopy(self.adapters).merge_and_unload()
+
+    def trainable(self) -> int:
+        """Parameters that change in training; of a row-masked tensor only its new rows."""
+        count = 0
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                count += self.new_rows[name] * p[0].numel() if name in self.new_rows else p.numel()
+        return count
+
+
+def load_pretrained(directory: Path, model_cfg, vocab_size: int, device) -> nn.Module:
+    """The model of `directory`'s checkpoint with room for `vocab_size` symbols: the old rows as
+    trained, the new ones at the mean of the old (so a new symbol starts as an average one)."""
+    tensors = read_weights(Path(directory) / "model.safetensors", device)
+    model = build_model(model_cfg, vocab_size).to(device)
+    for name in VOCABULARY_ROWS:
+        old = tensors.get(name)
+        if old is not None and old.shape[0] < vocab_size:
+            extra = old.mean(dim=0, keepdim=True).expand(vocab_size - old.shape[0], *old.shape[1:])
+            tensors[name] = torch.cat([old, extra])
+    try:
+        fit_weights(tensors, model, directory)
+    except (ValueError, RuntimeError) as err:
+        raise UserError(f"init={directory}: its weights do not fit model {model_cfg.name} as configured "
+                        f"({str(err).splitlines()[0][:160]}); leave the model.* sizes as the init run had them") from None
+    return model
+
+
+def part_of(name: str) -> tuple[str, int | None]:
+    """("embeddings" | "body" | "head", layer index or None) of a parameter name."""
+    if name.startswith(("embed.", "positions")):
+        return "embeddings", None
+    if name.startswith("head."):
+        return "head", None
+    layer = re.match(r"blocks\.(\d+)\.", name) or re.search(r"_l(\d+)(_reverse)?$", name)
+    return "body", int(layer.group(1)) if layer else None  # None: above every layer (ln_f)
+
+
+def num_layers(model_cfg) -> int:
+    return model_cfg.n_layers if model_cfg.name == "transformer" else model_cfg.num_layers
+
+
+def frozen_by(spec: str, name: str, layers: int) -> bool:
+    part, layer = part_of(name)
+    if spec == "embeddings":
+        return part == "embeddings"
+    if spec == "all_but_head":
+        return part != "head"
+    if spec.startswith("lower:"):
+        below = int(spec.split(":")[1])
+        if below > layers:
+            raise UserError(f"finetune.freeze={spec}: the model has only {layers} layers")
+        return part == "embeddings" or (part == "body" and layer is not None and layer < below)
+    return False
+
+
+def lr_scales(model: nn.Module, cfg, layers: int) -> dict[str, float]:
+    """Each parameter's multiple of optimizer.lr: its part's scale, and in the body
+    layer_decay to the power of how many layers it lies below the top one."""
+    scales = {}
+    for name, _ in model.named_parameters():
+        part, layer = part_of(name)
+        scale = getattr(cfg, part)
+        if part == "body" and layer is not None:
+            scale *= cfg.layer_decay ** (layers - 1 - layer)
+        scales[name] = scale
+    return scales
+
+
+def train_new_rows(model: nn.Module, new: int, vocab_size: int) -> dict[str, int]:
+    """Let the rows of the `new` last symbols train in vocabulary tensors that are frozen: their
+    gradient is masked to those rows. Returns {name: new} for each masked parameter."""
+    masked = {}
+    params = dict(model.named_parameters())
+    for name, p in params.items():
+        base = name.replace(".base_layer.", ".")  # peft keeps a wrapped Linear's weight there
+        if base not in VOCABULARY_ROWS or p.requires_grad or not new:
+            continue
+        mask = torch.zeros(vocab_size, *[1] * (p.dim() - 1), device=p.device)
+        mask[vocab_size - new:] = 1
+        p.requires_grad_(True)
+        p.register_hook(lambda grad, mask=mask: grad * mask)
+        masked[name] = new
+    return masked
+
+
+def prepare(model: nn.Module, model_cfg, cfg, new_symbols: int, vocab_size: int) -> Transfer:
+    """Freeze or wrap the pretrained model as `cfg` (finetune.*) asks; log what will train."""
+    layers = num_layers(model_cfg)
+    adapters = None
+    if cfg.lora.rank:
+        adapters = add_lora(model, cfg.lora)
+    else:
+        for name, p in model.named_parameters():
+            p.requires_grad_(not frozen_by(cfg.freeze, name, layers))
+        if getattr(model_cfg, "tie_embeddings", False) and cfg.freeze in ("embeddings", "all_but_head"):
+            log.warning("model.tie_embeddings: the head is the embedding matrix, so finetune.freeze=%s %s it",
+                        cfg.freeze, "freezes" if cfg.freeze == "embeddings" else "trains")
+    transfer = Transfer(model, lr_scales(model, cfg.lr_scale, layers),
+                        train_new_rows(model, new_symbols, vocab_size), adapters)
+    total = sum(p.numel() for p in transfer.export().parameters())
+    log.info("trainable parameters: %s of %s (%.2f%%)%s", f"{transfer.trainable():,}", f"{total:,}",
+             100 * transfer.trainable() / total, f"; LoRA rank {cfg.lora.rank} on {list(cfg.lora.target_modules)}"
+             if adapters is not None else f"; frozen: {cfg.freeze}")
+    return transfer
+
+
+def add_lora(model: nn.Module, cfg):
+    """Wrap the target Linear layers with LoRA adapters through peft; every base weight freezes."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                        target_modules=list(cfg.target_modules))
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:
+        linear = sorted({re.sub(r"\.\d+\.", ".N.", n) for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise UserError(f"finetune.lora.target_modules={list(cfg.target_modules)} match no layer peft can adapt "
+                        f"({str(err).splitlines()[0][:100]}); this model's Linear layers: {', '.join(linear)}") from None
