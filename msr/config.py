@@ -698,6 +698,65 @@ class FinetuneConfig(TrainConfig):
 
 
 @dataclass
+class AugmentOptions(Validated):
+    split: str = "train"  # the split to augment; the others are copied as they are
+    ops: List[str] = field(default_factory=list)  # NAME or NAME:WEIGHT each; [] = every rewriting op that applies
+    copies: int = 1  # new examples drawn per source example from the rewriting ops
+    keep_original: bool = True  # the output split holds the source examples too
+    teacher: str = ""  # a trained run, for pseudo_labels and adversarial
+    pseudo_labels: int = 0  # unlabeled inputs to label with the teacher (drawn from a built-in task)
+    confidence: float = 0.9  # keep a pseudo-label whose probability under the teacher is at least this
+    adversarial: int = 0  # > 0: candidate edits tried per example; those that flip the teacher are kept
+    edits: int = 2  # label-preserving operations chained in one adversarial candidate
+
+    def check(self, p: str) -> None:
+        require(self.split in ("train", "val", "test"), p + "split", self.split, "one of train, val, test")
+        for op in self.ops:
+            weight = op.partition(":")[2]
+            require(re.fullmatch(r"\d+(\.\d*)?|\.\d+", weight or "1") is not None and float(weight or 1) > 0,
+                    p + "ops", op, "each NAME or NAME:WEIGHT with a weight > 0, e.g. [swap_operands,perturb_numbers:2]")
+        non_negative(p + "copies", self.copies)
+        non_negative(p + "pseudo_labels", self.pseudo_labels)
+        non_negative(p + "adversarial", self.adversarial)
+        positive_ints(self, p, "edits")
+        require(0 <= self.confidence <= 1, p + "confidence", self.confidence, "must be in [0, 1]")
+        wants_teacher = self.pseudo_labels or self.adversarial
+        require(bool(self.teacher) or not wants_teacher, p + "teacher", self.teacher or None,
+                "pseudo-labels and adversarial search need a trained run: augment.teacher=RUN")
+        if self.teacher:
+            check_runs(p + "teacher", self.teacher)
+
+    def weights(self) -> dict[str, float]:
+        """{operation: weight} from ops' NAME[:WEIGHT] items."""
+        return {op.partition(":")[0]: float(op.partition(":")[2] or 1) for op in self.ops}
+
+
+@dataclass
+class AugmentConfig(Validated):
+    """`msr augment`: write an augmented copy of a data set, with each example's provenance."""
+
+    seed: int = 0
+    data: Any = MISSING
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
+
+    def check(self, p: str) -> None:
+        from msr.augment.operations import check_supported
+
+        self.augment.check("augment.")  # its weights must parse before they are looked at here
+        check_supported(self.augment.weights(), self.task)
+        require(self.data.template == "{input}" and not self.data.scratchpad, "data.scratchpad",
+                self.data.scratchpad, "msr augment writes examples as the task makes them: leave data.template "
+                "and data.scratchpad out here, and set them when training on its output")
+
+    @property
+    def task(self) -> str:
+        """The name the operations know the data by: a built-in task's, else free text."""
+        return self.data.name if isinstance(self.data, TaskConfig) else "files"
+
+
+@dataclass
 class DataCommandConfig(Validated):
     """`msr data`: summarise the composed data set; `--export` also writes it as JSONL."""
 
@@ -715,6 +774,7 @@ SCHEMAS = {
     "pretrain": PretrainConfig,
     "finetune": FinetuneConfig,
     "data": DataCommandConfig,
+    "augment": AugmentConfig,
     "evaluate": EvaluateConfig,
     "generate": GenerateConfig,
     "model/recurrent": RecurrentConfig,

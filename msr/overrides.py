@@ -119,5 +119,8 @@ def allowed_keys(cause: OmegaConfBaseException) -> str:
 
 
 def first_line(text: str) -> str:
+    """The message's first line; Hydra's "In 'X': ... while composing config:" heads the real one."""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {lines[1]}"
     return lines[0] if lines else "invalid config"

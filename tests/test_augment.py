@@ -1,0 +1,123 @@
+"""`msr augment`: the folder it writes, labels checked by the task's solver, provenance, no
+held-out inputs, pseudo-labels and adversarial edits from a teacher, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import read_metrics, run_msr
+
+from msr.data.tasks import arith, chain
+
+SMALL = ["data.train.size=300", "data.val.size=40", "data.test.size=40"]
+
+
+def rows(folder, split="train"):
+    return [json.loads(line) for line in (folder / "data" / f"{split}.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A small arith run, right on about a quarter of the inputs: enough to label some and be fooled on some."""
+    folder = tmp_path_factory.mktemp("teacher")
+    assert run_msr("train", "data.train.size=2000", "data.val.size=100", "data.test.size=100", "trainer.max_steps=300",
+                   "trainer.eval_every=100", "model.embedding_size=32", "model.hidden_size=64",
+                   f"hydra.run.dir={folder}/run") == 0
+    return folder / "run"
+
+
+def test_augmenting_arith_writes_correct_labelled_examples_with_provenance(in_tmp):
+    assert run_msr("augment", *SMALL, "augment.copies=3", "hydra.run.dir=aug") == 0
+    train, test, val = rows(in_tmp / "aug"), rows(in_tmp / "aug", "test"), rows(in_tmp / "aug", "val")
+    originals = [r for r in train if r["operation"] == "original"]
+    new = [r for r in train if r["operation"] != "original"]
+    assert len(originals) == 300 and [r["source"] for r in originals] == list(range(300))
+    assert {r["operation"] for r in new} == {"swap_operands", "perturb_numbers"}
+    for r in new:  # each label is the task's own answer; a label-preserving edit kept its source's
+        assert r["target"] == arith.answer(r["input"], 10)
+        assert r["scratchpad"] == " , ".join(arith.running_values(r["input"], 10))
+        if r["operation"] == "swap_operands":
+            assert r["target"] == originals[r["source"]]["target"] and r["steps"] == originals[r["source"]]["steps"]
+    new_inputs = [r["input"] for r in new]  # each new, never a copy of another example
+    assert len(set(new_inputs)) == len(new_inputs) and not set(new_inputs) & {r["input"] for r in originals}
+    assert not {r["input"] for r in new} & {r["input"] for r in test + val}  # never a held-out input
+
+    record = read_metrics(in_tmp / "aug")["augment"]
+    kept = sum(c.get("kept", 0) for c in record["operations"].values())
+    assert kept == len(new) and record["examples"] == len(train)
+    assert sum(c["tried"] for c in record["operations"].values()) == 900
+
+    # the Arrow copy holds the same rows, and the folder trains as data=files
+    from datasets import load_from_disk
+
+    assert load_from_disk(str(in_tmp / "aug/data"))["train"].to_list() == train
+    assert run_msr("data", "data=files", "data.path=aug/data", "hydra.run.dir=summary") == 0
+    assert read_metrics(in_tmp / "summary")["data"]["splits"]["train"]["examples"] == len(train)
+
+
+def test_the_same_seed_writes_the_same_examples(in_tmp):
+    args = ["data=chain", *SMALL, "augment.ops=[rename_entities,reorder_facts:2,insert_distractor,perturb_numbers]"]
+    assert run_msr("augment", *args, "hydra.run.dir=a") == 0
+    assert run_msr("augment", *args, "hydra.run.dir=b") == 0
+    assert (in_tmp / "a/data/train.jsonl").read_text() == (in_tmp / "b/data/train.jsonl").read_text()
+    for r in rows(in_tmp / "a"):
+        assert r["target"] == chain.answer(r["input"], 100)
+
+
+def test_text_operations_rewrite_free_text_and_keep_targets(in_tmp):
+    (in_tmp / "qa.jsonl").write_text("".join(json.dumps({"input": f"what is the colour of box {i} today",
+                                                         "target": f"red{i % 3}"}) + "\n" for i in range(60)))
+    assert run_msr("augment", "data=files", "data.path=qa.jsonl", "augment.copies=2", "hydra.run.dir=aug") == 0
+    train = rows(in_tmp / "aug")
+    by_source = {r["source"]: r for r in train if r["operation"] == "original"}
+    new = [r for r in train if r["operation"] != "original"]
+    assert {r["operation"] for r in new} <= {"random_deletion", "random_swap", "word_replacement", "random_insertion"}
+    assert new and all(r["target"] == by_source[r["source"]]["target"] for r in new)
+
+
+def test_pseudo_labels_and_adversarial_edits_from_a_teacher(teacher, in_tmp):
+    assert run_msr("augment", *SMALL, "augment.copies=0", f"augment.teacher={teacher}", "augment.pseudo_labels=80",
+                   "augment.confidence=0.0", "augment.adversarial=4", "hydra.run.dir=aug") == 0
+    train = rows(in_tmp / "aug")
+    pseudo = [r for r in train if r["operation"] == "pseudo_label"]
+    record = read_metrics(in_tmp / "aug")["augment"]
+    assert len(pseudo) == record["operations"]["pseudo_label"]["kept"] > 0
+    assert all(0 <= r["confidence"] <= 1 and r["source"] is None for r in pseudo)
+    assert record["pseudo_labels"]["right"] == sum(r["target"] == arith.answer(r["input"], 10) for r in pseudo)
+
+    adversarial = [r for r in train if r["operation"] == "adversarial"]
+    assert record["adversarial"]["flipped"] >= len(adversarial) > 0
+    originals = {r["source"]: r for r in train if r["operation"] == "original"}
+    for r in adversarial:  # a label-preserving edit the teacher now gets wrong
+        assert r["target"] == originals[r["source"]]["target"] == arith.answer(r["input"], 10)
+        assert r["teacher_answer"] != r["target"] and r["edits"]
+
+
+def test_a_confidence_threshold_keeps_only_sure_labels(teacher, in_tmp):
+    assert run_msr("augment", *SMALL, "augment.copies=0", f"augment.teacher={teacher}", "augment.pseudo_labels=50",
+                   "augment.confidence=0.999999", "hydra.run.dir=aug") == 0
+    record = read_metrics(in_tmp / "aug")["augment"]
+    assert record["pseudo_labels"]["confident"] < 50
+    assert all(r["confidence"] >= 0.999999 for r in rows(in_tmp / "aug") if r["operation"] == "pseudo_label")
+
+
+def test_a_teacher_from_another_task_is_a_clear_error(teacher, in_tmp, capsys):
+    assert run_msr("augment", "data=chain", *SMALL, f"augment.teacher={teacher}", "augment.pseudo_labels=5",
+                   "hydra.run.dir=aug") == 2
+    err = capsys.readouterr().err
+    assert "was trained on data=arith, not data=chain" in err and "Traceback" not in err
+    assert not (in_tmp / "aug/data").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["augment.ops=[reorder_facts]"], "reorder_facts does not apply to data=arith; for data=arith choose from"),
+    (["augment.ops=[random_swap]"], "random_swap does not apply to data=arith"),
+    (["augment.ops=[swap_operands:0]"], "each NAME or NAME:WEIGHT with a weight > 0"),
+    (["augment.pseudo_labels=5"], "need a trained run: augment.teacher=RUN"),
+    (["data.scratchpad=true"], "set them when training on its output"),
+])
+def test_bad_augment_settings_are_refused_before_a_run_folder(in_tmp, capsys, args, message):
+    assert run_msr("augment", *args) == 2
+    assert message in capsys.readouterr().err
+    assert not (in_tmp / "outputs").exists()
