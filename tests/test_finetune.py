@@ -11,7 +11,8 @@ import torch
 from conftest import read_metrics, run_msr
 from safetensors.torch import load_file
 
-from msr.config import AdamWConfig, LearningRateScale, LoraConfig, SGDConfig, TransferConfig, TransformerConfig
+from msr.config import (AdamWConfig, LearningRateScale, LoraConfig, RecurrentConfig, SGDConfig, TransferConfig,
+                        TransformerConfig)
 from msr.data.tokenizer import TextTokenizer
 from msr.eval.inference import load_checkpoint
 from msr.models import build_model
@@ -169,3 +170,26 @@ def test_bad_finetune_config_is_refused_before_a_run_folder(pretrained, in_tmp, 
     assert run_msr("finetune", *args) == 2
     assert message in capsys.readouterr().err
     assert not (in_tmp / "outputs").exists()
+
+
+@pytest.mark.parametrize("spec, trains", [
+    ("embeddings", {"blocks.0", "blocks.1", "ln_f"}),
+    ("lower:1", {"blocks.1", "ln_f"}),
+    ("all_but_head", {"embed"}),  # tied: the head is the embedding matrix
+])
+def test_freezing_leaves_only_the_named_parts_trainable(tmp_path, spec, trains):
+    checkpoint(tmp_path, ["1", "2", "+", "="])
+    model = load_pretrained(tmp_path / "init", MODEL, 8, "cpu")
+    prepare(model, MODEL, TransferConfig(freeze=spec), new_symbols=0, vocab_size=8)
+    trainable = {".".join(n.split(".")[:2 if n.startswith("blocks") else 1])
+                 for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == trains
+
+
+def test_lower_layers_of_a_recurrent_model_freeze_by_layer_index():
+    cfg = RecurrentConfig(name="lstm", embedding_size=8, hidden_size=8, num_layers=2)
+    model = build_model(cfg, 6)
+    prepare(model, cfg, TransferConfig(freeze="lower:1"), new_symbols=0, vocab_size=6)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"rnn.weight_ih_l1", "rnn.weight_hh_l1", "rnn.bias_ih_l1", "rnn.bias_hh_l1",
+                         "head.weight", "head.bias"}

@@ -137,9 +137,11 @@ def prepare(model: nn.Module, model_cfg, cfg, new_symbols: int, vocab_size: int)
     else:
         for name, p in model.named_parameters():
             p.requires_grad_(not frozen_by(cfg.freeze, name, layers))
-        if getattr(model_cfg, "tie_embeddings", False) and cfg.freeze in ("embeddings", "all_but_head"):
-            log.warning("model.tie_embeddings: the head is the embedding matrix, so finetune.freeze=%s %s it",
-                        cfg.freeze, "freezes" if cfg.freeze == "embeddings" else "trains")
+        if getattr(model_cfg, "tie_embeddings", False) and cfg.freeze != "none":
+            head_trains = cfg.freeze == "all_but_head"
+            model.head.weight.requires_grad_(head_trains)  # one tensor: it cannot be both
+            log.warning("model.tie_embeddings: the head is the embedding matrix, so finetune.freeze=%s %s both",
+                        cfg.freeze, "trains" if head_trains else "freezes")
     transfer = Transfer(model, lr_scales(model, cfg.lr_scale, layers),
                         train_new_rows(model, new_symbols, vocab_size), adapters)
     total = sum(p.numel() for p in transfer.export().parameters())
