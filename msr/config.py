@@ -634,6 +634,12 @@ class GenerateConfig(Validated):
 class PretrainConfig(TrainConfig):
     """`msr pretrain`: next-token language modelling on a corpus (or a task's inputs)."""
 
+    def check(self, p: str) -> None:
+        super().check(p)
+        monitor = self.trainer.early_stopping.monitor
+        require(monitor == "val/loss", "trainer.early_stopping.monitor", monitor,
+                "must be val/loss for a language model (no block of text is ever exactly right)")
+
 
 FREEZE = re.compile(r"none|embeddings|all_but_head|lower:[1-9][0-9]*")
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from msr.errors import UserError
 
-COMPARED = ("metrics", "accuracy_by_steps", "steps", "best_step", "parameters")
+COMPARED = ("metrics", "accuracy_by_steps", "steps", "best_step", "parameters", "data_fingerprint", "init", "augment",
+            "sizes")
 
 
 def reproduce(argv: list[str]) -> int:

@@ -1,7 +1,8 @@
 """Does each step of the pipeline raise accuracy? Two studies, each a short chain of msr runs.
 
 transfer: pretrain a Transformer as a language model on 20,000 kinship stories (inputs only, no
-          answers), then train on 500 labelled examples from scratch and fine-tuned from it.
+          answers), then train on 500 labelled examples from scratch and fine-tuned from it
+          (all weights at two learning rates, and LoRA adapters of rank 8).
 augment-arith, augment-kinship: 500 labelled examples, trained as they are and with four
           rewrites of each from `msr augment` (arith: swapped operands and perturbed numbers with
           recomputed answers; kinship: renamed people); then an adversarial test set, made by
@@ -40,7 +41,10 @@ STUDIES: dict[str, dict[str, tuple[str, list[str], bool]]] = {
         "pretrained_lm": ("pretrain", ["data=kinship", "model=transformer", "data.tokenizer=word",
                                        "data.block_size=128", *TRANSFORMER], True),
         "scratch": ("train", [*KINSHIP, "model=transformer", *TRANSFORMER], True),
+        "scratch_lr3e-4": ("train", [*KINSHIP, "model=transformer", *TRANSFORMER, "optimizer.lr=3e-4"], True),
         "finetuned": ("finetune", ["init={out}/pretrained_lm", *KINSHIP, *TRANSFORMER], True),
+        "finetuned_lr3e-4": ("finetune", ["init={out}/pretrained_lm", *KINSHIP, *TRANSFORMER, "optimizer.lr=3e-4"],
+                             True),
         "finetuned_lora_r8": ("finetune", ["init={out}/pretrained_lm", *KINSHIP, *TRANSFORMER,
                                               "finetune.lora.rank=8", "optimizer.lr=3e-3"], True),
     },

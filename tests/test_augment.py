@@ -121,3 +121,20 @@ def test_bad_augment_settings_are_refused_before_a_run_folder(in_tmp, capsys, ar
     assert run_msr("augment", *args) == 2
     assert message in capsys.readouterr().err
     assert not (in_tmp / "outputs").exists()
+
+
+def test_a_language_model_as_teacher_is_a_clear_error(in_tmp, capsys):
+    from dataclasses import asdict
+
+    from msr.config import TransformerConfig
+    from msr.data.tokenizer import TextTokenizer
+    from msr.models import build_model
+    from msr.train.checkpoint import save_checkpoint
+
+    cfg = TransformerConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=32)
+    tokenizer = TextTokenizer.build(["1 + 2 ="], "word")
+    save_checkpoint(in_tmp / "lm/checkpoints/best", build_model(cfg, tokenizer.vocab_size), tokenizer,
+                    {"model": asdict(cfg), "vocab_size": tokenizer.vocab_size, "task": "arith", "objective": "lm",
+                     "config": {"data": {"template": "{input}"}}})
+    assert run_msr("augment", *SMALL, "augment.teacher=lm", "augment.pseudo_labels=5", "hydra.run.dir=aug") == 2
+    assert "is a language model (msr pretrain)" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from msr.augment.operations import OPERATIONS, Context, supported
 from msr.config import to_object
-from msr.data import load_data, quiet_datasets
+from msr.data import content_fingerprint, load_data, quiet_datasets
 from msr.data.tasks import TASKS
 from msr.errors import UserError
 from msr.runs import RunDir, atomic_write
@@ -107,7 +107,8 @@ def run(dict_cfg, run: RunDir) -> dict:
     log.info("wrote %s (train on it with: data=files data.path=%s)", folder, folder)
     return {"augment": {"split": options.split, "source_examples": len(source), "examples": len(out.rows),
                         "operations": counts, **report},
-            "sizes": {split: len(rows) for split, rows in splits.items()}}
+            "sizes": {split: len(rows) for split, rows in splits.items()},
+            "data_fingerprint": content_fingerprint(splits)}
 
 
 def pseudo_label(teacher, cfg, out: Output) -> dict:

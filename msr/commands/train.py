@@ -99,7 +99,7 @@ def train_model(cfg, dict_cfg, run: RunDir, tokenizer: TextTokenizer, data: dict
     if cfg.resume:
         run.truncate_history(resume["step"] if resume else 0)  # what was logged after the checkpoint is done again
     result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, run.log_history, save,
-                 interactive=interactive(), resume=resume)
+                 interactive=interactive(), resume=resume, language_model=objective == "lm")
     load_training_weights(run.checkpoints / "best", model, device)
     return model, trainer, result
 

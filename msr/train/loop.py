@@ -161,12 +161,14 @@ def set_rng_state(state: dict) -> None:
 
 def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int,
         log_history: Callable[[dict], None], save: Callable[[str, dict], None],
-        interactive: bool = False, resume: dict | None = None) -> dict:
+        interactive: bool = False, resume: dict | None = None, language_model: bool = False) -> dict:
     """Train for cfg.max_steps optimizer steps (or until early stopping); returns a summary
     whose validation metrics are those of the best evaluation (the `best` checkpoint).
 
     `resume` is the state a `last` checkpoint saved: training goes on from its step with the
-    same early-stopping record, random streams and data order, as if never interrupted."""
+    same early-stopping record, random streams and data order, as if never interrupted.
+    A `language_model` is validated by next-token accuracy: a whole block is never exactly right."""
+    score = "token_accuracy" if language_model else "accuracy"
     order = BatchOrder(len(train), cfg.batch_size, seed)
     stopper = EarlyStopping(cfg.early_stopping)
     sync = torch.cuda.synchronize if train.inputs.is_cuda else (lambda: None)
@@ -217,11 +219,11 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
                 sync()
                 train_seconds += time.perf_counter() - t0
                 result = evaluate(trainer.model, val, cfg.eval_batch_size, trainer.autocast)
-                metrics = {"val/loss": result["loss"], "val/accuracy": result["accuracy"]}
+                metrics = {"val/loss": result["loss"], f"val/{score}": result[score]}
                 improved = stopper.update(metrics, step)
                 log_history({"step": step, **metrics})
-                log.info("step %d: val loss %.4f, val accuracy %.4f%s", step, result["loss"],
-                         result["accuracy"], " (best so far)" if improved else "")
+                log.info("step %d: val loss %.4f, val %s %.4f%s", step, result["loss"], score.replace("_", " "),
+                         result[score], " (best so far)" if improved else "")
                 if improved:
                     checkpoint("best")
                 if stopper.should_stop and step < cfg.max_steps:

@@ -115,10 +115,9 @@ def train_new_rows(model: nn.Module, new: int, vocab_size: int) -> dict[str, int
     """Let the rows of the `new` last symbols train in vocabulary tensors that are frozen: their
     gradient is masked to those rows. Returns {name: new} for each masked parameter."""
     masked = {}
-    params = dict(model.named_parameters())
-    for name, p in params.items():
+    for name, p in model.named_parameters():
         base = name.replace(".base_layer.", ".")  # peft keeps a wrapped Linear's weight there
-        if base not in VOCABULARY_ROWS or p.requires_grad or not new:
+        if not new or base not in VOCABULARY_ROWS or p.requires_grad:
             continue
         mask = torch.zeros(vocab_size, *[1] * (p.dim() - 1), device=p.device)
         mask[vocab_size - new:] = 1
