@@ -3,11 +3,12 @@
 transfer: pretrain a Transformer as a language model on 20,000 kinship stories (inputs only, no
           answers), then train on 500 labelled examples from scratch and fine-tuned from it
           (all weights at two learning rates, and LoRA adapters of rank 8).
-augment-arith, augment-kinship: 500 labelled examples, trained as they are and with four
-          rewrites of each from `msr augment` (arith: swapped operands and perturbed numbers with
-          recomputed answers; kinship: renamed people); then an adversarial test set, made by
-          searching label-preserving edits of the test inputs that the plain run gets wrong,
-          scores both (and a plain run with another seed, which the search never saw).
+augment-kinship, augment-arith: 500 labelled examples, trained as they are and with rewrites
+          from `msr augment` (kinship: four renamings of each example; arith: sixteen copies
+          with perturbed numbers and recomputed answers); then an adversarial test set, made by
+          searching label-preserving edits of the test inputs that the plain run gets right
+          until it gets them wrong, scores both (and a plain run with another seed, which the
+          search never saw).
 
 Every job is `python -m msr.cli <command> ...` with its run folder in --out/<job>; a job whose
 folder already holds a completed run is skipped, so a re-run only does what is missing. Then the
@@ -51,13 +52,13 @@ STUDIES: dict[str, dict[str, tuple[str, list[str], bool]]] = {
 }
 
 
-def augment_study(data: list[str], ops: list[str]) -> dict[str, tuple[str, list[str], bool]]:
+def augment_study(data: list[str], ops: list[str], copies: int, trainer: list[str]) -> dict:
     adversarial = "data.path={out}/adversarial_test/data"
     return {
-        "plain": ("train", [*data, *LSTM], True),
-        "plain_seed1": ("train", [*data, *LSTM, "seed=1"], True),
-        "augmented_data": ("augment", [*data, "augment.copies=4", f"augment.ops=[{','.join(ops)}]"], False),
-        "augmented": ("train", ["data=files", "data.path={out}/augmented_data/data", *LSTM], True),
+        "plain": ("train", [*data, *trainer], True),
+        "plain_seed1": ("train", [*data, *trainer, "seed=1"], True),
+        "augmented_data": ("augment", [*data, f"augment.copies={copies}", f"augment.ops=[{','.join(ops)}]"], False),
+        "augmented": ("train", ["data=files", "data.path={out}/augmented_data/data", *trainer], True),
         "adversarial_test": ("augment", [*data, "augment.split=test", "augment.keep_original=false",
                                          "augment.copies=0", "augment.teacher={out}/plain",
                                          "augment.adversarial=30"], False),
@@ -67,8 +68,8 @@ def augment_study(data: list[str], ops: list[str]) -> dict[str, tuple[str, list[
     }
 
 
-STUDIES["augment-arith"] = augment_study(ARITH, ["swap_operands", "perturb_numbers"])
-STUDIES["augment-kinship"] = augment_study(KINSHIP, ["rename_entities"])
+STUDIES["augment-kinship"] = augment_study(KINSHIP, ["rename_entities"], copies=4, trainer=LSTM)
+STUDIES["augment-arith"] = augment_study(ARITH, ["perturb_numbers"], copies=16, trainer=[])  # msr train's budget
 
 
 def completed(folder: Path) -> bool:

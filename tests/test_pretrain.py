@@ -49,3 +49,14 @@ def test_the_nanogpt_cpu_preset_composes(capsys):
     assert run_msr("pretrain", "+experiment=shakespeare_char_cpu", "--cfg", "job") == 0
     out = capsys.readouterr().out
     assert "block_size: 64" in out and "n_layers: 4" in out and "batch_size: 12" in out and "max_steps: 2000" in out
+
+
+def test_a_vocabulary_built_from_a_task_corpus_splits_at_eos():
+    """The corpus of a task's inputs joins them with <eos>: "2 =<eos>3 + 1 =" holds the words
+    "=" and "3", never "=<eos>3" (which would leave "=" unknown)."""
+    from msr.data.tokenizer import TextTokenizer
+
+    words = TextTokenizer.build(["1 + 2 =<eos>3 + 1 =<eos>"], "word")
+    assert set(words.tokenizer.get_vocab()) == {"<pad>", "<unk>", "<sep>", "<eos>", "1", "+", "2", "=", "3"}
+    chars = TextTokenizer.build(["ab<eos>a"], "char")
+    assert set(chars.tokenizer.get_vocab()) == {"<pad>", "<unk>", "<sep>", "<eos>", "a", "b"}

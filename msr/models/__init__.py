@@ -16,5 +16,5 @@ def build_model(cfg, vocab_size: int) -> nn.Module:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters, each shared (tied) tensor counted once."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """The model's size: every parameter, frozen or not, each shared (tied) tensor counted once."""
+    return sum(p.numel() for p in model.parameters())
