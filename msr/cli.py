@@ -167,6 +167,9 @@ def inherit_model(args: list[str]) -> list[str]:
         model, tokenizer = saved["model"], saved["config"]["data"]["tokenizer"]
     except (ValueError, KeyError, TypeError):
         raise UserError(f"init={init}: {meta} is not an msr checkpoint's meta.json") from None
+    chosen = next((a.partition("=")[2] for a in args if a.startswith("model=")), model["name"])
+    if chosen != model["name"]:
+        raise UserError(f"init={init} is a {model['name']} run; model={chosen} cannot take its weights")
     inherited = [f"model={model['name']}"] + [f"model.{k}={str(v).lower() if isinstance(v, bool) else v}"
                                               for k, v in model.items() if k != "name"]
     return [*inherited, f"data.tokenizer={tokenizer}", *args]

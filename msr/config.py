@@ -700,6 +700,10 @@ class FinetuneConfig(TrainConfig):
     def check(self, p: str) -> None:
         super().check(p)
         check_runs("init", self.init)
+        layers = self.model.n_layers if isinstance(self.model, TransformerConfig) else self.model.num_layers
+        freeze = self.finetune.freeze
+        require(not freeze.startswith("lower:") or int(freeze[6:]) <= layers, "finetune.freeze", freeze,
+                f"the model has {layers} layers")
         require(self.init_checkpoint in ("best", "last"), "init_checkpoint", self.init_checkpoint, "one of best, last")
 
 
@@ -748,18 +752,25 @@ class AugmentConfig(Validated):
     augment: AugmentOptions = field(default_factory=AugmentOptions)
 
     def check(self, p: str) -> None:
-        from msr.augment.operations import check_supported
+        from msr.augment.operations import OPERATIONS, check_supported, supported
+        from msr.data.tasks import TASKS
 
         self.augment.check("augment.")  # its weights must parse before they are looked at here
         check_supported(self.augment.weights(), self.task)
+        preserving = [n for n in supported(self.task) if OPERATIONS[n].family == "label_preserving"]
+        require(not self.augment.adversarial or bool(preserving), "augment.adversarial", self.augment.adversarial,
+                f"searches label-preserving edits, and data={self.task} has none (built-in tasks have)")
+        require(not self.augment.pseudo_labels or self.task in TASKS, "augment.pseudo_labels",
+                self.augment.pseudo_labels, f"draws fresh inputs from a built-in task's generator; data={self.task} "
+                f"is not one")
         require(self.data.template == "{input}" and not self.data.scratchpad, "data.scratchpad",
                 self.data.scratchpad, "msr augment writes examples as the task makes them: leave data.template "
                 "and data.scratchpad out here, and set them when training on its output")
 
     @property
     def task(self) -> str:
-        """The name the operations know the data by: a built-in task's, else free text."""
-        return self.data.name if isinstance(self.data, TaskConfig) else "files"
+        """The data's name: the operations know built-in tasks by theirs; any other is free text."""
+        return self.data.name
 
 
 @dataclass

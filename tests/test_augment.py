@@ -116,6 +116,9 @@ def test_a_teacher_from_another_task_is_a_clear_error(teacher, in_tmp, capsys):
     (["augment.ops=[swap_operands:0]"], "each NAME or NAME:WEIGHT with a weight > 0"),
     (["augment.pseudo_labels=5"], "need a trained run: augment.teacher=RUN"),
     (["data.scratchpad=true"], "set them when training on its output"),
+    (["data=scan_simple", "augment.teacher=.", "augment.adversarial=3"], "and data=scan_simple has none"),
+    (["data=scan_simple", "augment.teacher=.", "augment.pseudo_labels=3"], "data=scan_simple is not one"),
+    (["data=scan_simple", "augment.ops=[swap_operands]"], "swap_operands does not apply to data=scan_simple"),
 ])
 def test_bad_augment_settings_are_refused_before_a_run_folder(in_tmp, capsys, args, message):
     assert run_msr("augment", *args) == 2
@@ -138,3 +141,12 @@ def test_a_language_model_as_teacher_is_a_clear_error(in_tmp, capsys):
                      "config": {"data": {"template": "{input}"}}})
     assert run_msr("augment", *SMALL, "augment.teacher=lm", "augment.pseudo_labels=5", "hydra.run.dir=aug") == 2
     assert "is a language model (msr pretrain)" in capsys.readouterr().err
+
+
+def test_training_with_a_scratchpad_on_rows_without_one_is_a_clear_error(in_tmp, capsys):
+    rows = [{"input": f"{i} + 1 =", "target": str(i + 1), "scratchpad": None if i % 2 else str(i + 1)}
+            for i in range(40)]
+    (in_tmp / "mixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run_msr("data", "data=files", "data.path=mixed.jsonl", "data.scratchpad=true",
+                   "data.scratchpad_field=scratchpad", "hydra.run.dir=d") == 2
+    assert "examples of data files have none" in capsys.readouterr().err

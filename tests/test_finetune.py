@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from msr.config import (AdamWConfig, LearningRateScale, LoraConfig, RecurrentConfig, SGDConfig, TransferConfig,
                         TransformerConfig)
 from msr.data.tokenizer import TextTokenizer
+from msr.errors import UserError
 from msr.eval.inference import load_checkpoint
 from msr.models import build_model
 from msr.train.checkpoint import save_checkpoint
@@ -149,10 +150,11 @@ def test_a_lora_run_saves_a_merged_model_that_evaluate_reads(pretrained, in_tmp)
 
 
 @pytest.mark.parametrize("override, message", [
-    ("finetune.freeze=lower:5", "finetune.freeze=lower:5: the model has only 2 layers"),
     ("finetune.lora.target_modules=[nothing]", "match no layer peft can adapt"),
+    ("finetune.lora.target_modules=[qkv,head]", "whose weights are also the embeddings (model.tie_embeddings)"),
     ("data.tokenizer=char", "a fine-tuned model keeps its tokenizer"),
-    ("model.d_model=64", "do not fit model transformer"),
+    ("model.d_model=64", "model.d_model=64, but init="),
+    ("model.n_heads=4", "keeps the init run's architecture (only model.dropout may change)"),
 ])
 def test_bad_transfer_settings_are_one_line_errors(pretrained, in_tmp, capsys, override, message):
     lora = ["finetune.lora.rank=2"] if "lora" in override else []
@@ -165,6 +167,8 @@ def test_bad_transfer_settings_are_one_line_errors(pretrained, in_tmp, capsys, o
     (["init=nowhere"], "init='nowhere' is not allowed: must be an existing run folder"),
     (["finetune.lora.rank=4", "finetune.freeze=embeddings"], "must be none with LoRA"),
     (["finetune.freeze=top:2"], "one of none, embeddings, lower:N, all_but_head"),
+    (["finetune.freeze=lower:5"], "finetune.freeze='lower:5' is not allowed: the model has 2 layers"),
+    (["model=lstm"], "is a transformer run; model=lstm cannot take its weights"),
 ])
 def test_bad_finetune_config_is_refused_before_a_run_folder(pretrained, in_tmp, capsys, args, message):
     if not any(a.startswith("init=") for a in args):
@@ -195,3 +199,17 @@ def test_lower_layers_of_a_recurrent_model_freeze_by_layer_index():
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"rnn.weight_ih_l1", "rnn.weight_hh_l1", "rnn.bias_ih_l1", "rnn.bias_hh_l1",
                          "head.weight", "head.bias"}
+
+
+def test_a_shared_block_cannot_freeze_by_layer(tmp_path):
+    cfg = TransformerConfig(d_model=16, n_layers=3, n_heads=2, d_ff=32, max_len=8, share_layers=True)
+    with pytest.raises(UserError, match="every layer is one block"):
+        prepare(build_model(cfg, 6), cfg, TransferConfig(freeze="lower:1"), new_symbols=0, vocab_size=6)
+
+
+def test_resuming_with_other_transfer_settings_is_refused(pretrained, in_tmp, capsys):
+    assert run_msr("finetune", f"init={pretrained}", *SMALL_TASK, "hydra.run.dir=ft") == 0
+    assert run_msr("finetune", "resume=ft", "trainer.max_steps=20", "finetune.freeze=embeddings") == 2
+    assert "finetune.freeze differs from the run's" in capsys.readouterr().err
+    assert run_msr("finetune", "resume=ft", "trainer.max_steps=20") == 0  # the same settings go on
+    assert read_metrics(in_tmp / "ft")["steps"] == 20

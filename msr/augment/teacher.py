@@ -44,9 +44,20 @@ class Teacher:
         self.template = trained_on.get("template", "{input}")
         self.device = device
 
+    def prompts(self, inputs: list[str]) -> list[list[int]]:
+        return [ids + [self.tokenizer.sep_id]
+                for ids in self.tokenizer.encode_batch([self.template.format(input=x) for x in inputs])]
+
+    def fits(self, text: str) -> bool:
+        """Whether the teacher can read `text` and still write an answer (a Transformer's max_len)."""
+        return len(self.prompts([text])[0]) < getattr(self.model, "max_len", float("inf"))
+
     def answer(self, inputs: list[str]) -> list[Answer]:
-        prompts = [ids + [self.tokenizer.sep_id]
-                   for ids in self.tokenizer.encode_batch([self.template.format(input=x) for x in inputs])]
+        prompts = self.prompts(inputs)
+        longest = max((len(p) for p in prompts), default=0)
+        if longest >= getattr(self.model, "max_len", float("inf")):
+            raise UserError(f"augment.teacher takes sequences of at most model.max_len={self.model.max_len} tokens; "
+                            f"some inputs here have {longest - 1}: use a teacher trained on inputs this long")
         unknown = sum(ids.count(self.tokenizer.unk_id) for ids in prompts)
         if unknown:
             log.warning("the teacher's vocabulary lacks %d symbols of these inputs (read as <unk>)", unknown)
@@ -64,10 +75,10 @@ def right(answer: Answer, target: str) -> bool:
 
 
 def adversarial_search(teacher: Teacher, rows: list[dict], ops: list[str], ctx: Context, tries: int, edits: int,
-                       seed: int) -> tuple[list[tuple[int, dict, str, str]], dict]:
+                       seed: int) -> tuple[dict[int, list[tuple[dict, str, str]]], dict]:
     """For each example the teacher gets right, up to `tries` candidates, each a chain of 1 to
-    `edits` label-preserving operations; the first candidate whose answer the teacher gets wrong
-    is kept. Returns [(source index, new record, operations, teacher's answer)] and counts."""
+    `edits` label-preserving operations. Returns, per source index, the candidates whose answer
+    the teacher gets wrong, in the order tried, as (record, operations, teacher's answer); and counts."""
     first = teacher.answer([r["input"] for r in rows])
     attacked = [i for i, (r, a) in enumerate(zip(rows, first)) if right(a, r["target"])]
     candidates = []  # (source index, record, "op+op")
@@ -82,12 +93,13 @@ def adversarial_search(teacher: Teacher, rows: list[dict], ops: list[str], ctx: 
                     record, applied = edited, applied + [name]
             if applied:
                 candidates.append((i, record, "+".join(applied)))
-    found: dict[int, tuple[int, dict, str, str]] = {}
+    candidates = [c for c in candidates if teacher.fits(c[1]["input"])]  # an added distractor may not fit
+    found: dict[int, list[tuple[dict, str, str]]] = {}
     for (i, record, applied), answer in zip(candidates, teacher.answer([c[1]["input"] for c in candidates])):
-        if i not in found and not right(answer, record["target"]):
-            found[i] = (i, record, applied, answer.text)
+        if not right(answer, record["target"]):
+            found.setdefault(i, []).append((record, applied, answer.text))
     counts = {"examples": len(rows), "teacher_right": len(attacked), "candidates": len(candidates),
               "flipped": len(found)}
     log.info("adversarial search: the teacher answers %d of %d right; %d candidate edits flip %d of those (%.1f%%)",
              len(attacked), len(rows), len(candidates), len(found), 100 * len(found) / max(len(attacked), 1))
-    return list(found.values()), counts
+    return found, counts

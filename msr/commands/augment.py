@@ -93,12 +93,12 @@ def run(dict_cfg, run: RunDir) -> dict:
             report["pseudo_labels"] = pseudo_label(teacher, cfg, out)
         if options.adversarial:
             preserving = [n for n in supported(task) if OPERATIONS[n].family == "label_preserving"]
-            if not preserving:
-                raise UserError(f"augment.adversarial: data={task} has no label-preserving operations to search with")
             found, report["adversarial"] = adversarial_search(teacher, source, preserving, ctx, options.adversarial,
                                                              options.edits, cfg.seed)
-            for i, record, applied, answer in found:
-                out.add("adversarial", record, i, teacher_answer=answer, edits=applied)
+            for i, flips in found.items():
+                for record, applied, answer in flips:  # the first that is new to the data set
+                    if out.add("adversarial", record, i, teacher_answer=answer, edits=applied):
+                        break
 
     splits = {split: (out.rows if split == options.split else rows) for split, rows in data.splits.items()}
     folder = write(run, splits)
@@ -114,8 +114,6 @@ def run(dict_cfg, run: RunDir) -> dict:
 def pseudo_label(teacher, cfg, out: Output) -> dict:
     """Fresh inputs from the task's generator, labelled by the teacher; the confident ones kept.
     The generator's own answers are kept aside only to say how often the teacher was right."""
-    if cfg.data.name not in TASKS:
-        raise UserError(f"augment.pseudo_labels draws fresh inputs from a built-in task; data={cfg.data.name} is not one")
     split = getattr(cfg.data, cfg.augment.split)
     fresh = []
     for i in range(cfg.augment.pseudo_labels):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import asdict
 
 from msr.commands.train import (EMPTY_SUMMARY, encode_splits, seed_everything, task_splits, test_and_summarize,
                                 train_model)
@@ -32,8 +33,7 @@ def run(dict_cfg, run: RunDir) -> dict:
     device = resolve_device(cfg.device.type)
     source = checkpoint_dir(cfg.init, cfg.init_checkpoint)
     init = load_meta(source)
-    if init["model"]["name"] != cfg.model.name:
-        raise UserError(f"init={cfg.init} is a {init['model']['name']} run; model={cfg.model.name} cannot take its weights")
+    check_architecture(init["model"], asdict(cfg.model), cfg.init)
     kind = init["config"]["data"]["tokenizer"]
     if cfg.data.tokenizer != kind:
         raise UserError(f"data.tokenizer={cfg.data.tokenizer.value}, but init={cfg.init} reads {kind} tokens; "
@@ -59,3 +59,15 @@ def run(dict_cfg, run: RunDir) -> dict:
     summary["init"] = {"checkpoint": str(source), "step": init.get("step"), "weights_sha256": weights_sha256,
                        "new_symbols": new, "trainable_parameters": transfer.trainable()}
     return summary
+
+
+def check_architecture(saved: dict, wanted: dict, init: str) -> None:
+    """The init run's model, unchanged but for dropout: other settings would not fit its weights,
+    or (heads, shared layers) would load them silently into another computation."""
+    if saved["name"] != wanted["name"]:
+        raise UserError(f"init={init} is a {saved['name']} run; model={wanted['name']} cannot take its weights")
+    for key, value in saved.items():
+        now = getattr(wanted.get(key), "value", wanted.get(key))  # an enum's value, as meta.json holds it
+        if key != "dropout" and now != value:
+            raise UserError(f"model.{key}={now}, but init={init} was trained with {value}; a fine-tuned "
+                            f"model keeps the init run's architecture (only model.dropout may change)")

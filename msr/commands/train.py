@@ -24,8 +24,8 @@ from msr.errors import UserError
 from msr.eval.metrics import evaluate
 from msr.models import build_model, count_parameters
 from msr.runs import RunDir, interactive
-from msr.train.checkpoint import (latest_checkpoint, load_tokenizer, load_trainer_state, load_training_weights,
-                                  save_checkpoint)
+from msr.train.checkpoint import (latest_checkpoint, load_meta, load_tokenizer, load_trainer_state,
+                                  load_training_weights, save_checkpoint)
 from msr.train.loop import Trainer, fit
 from msr.train.optim import build_optimizer, build_scheduler
 from msr.train.transfer import Transfer
@@ -55,7 +55,11 @@ def check_lengths(data: dict, max_len: int | None) -> None:
                         f"has {longest} tokens); raise model.max_len to at least {longest}")
 
 
-def restore(folder: Path, model, tokenizer, optimizer, scheduler, cfg, device) -> dict | None:
+# settings that shape the optimizer's parameter groups and rates: its saved state is for them
+FIXED_ON_RESUME = ("optimizer", "finetune")
+
+
+def restore(folder: Path, model, tokenizer, optimizer, scheduler, cfg, dict_cfg, device) -> dict | None:
     """Load the newest checkpoint of `folder` into the freshly built objects; its trainer state."""
     source = latest_checkpoint(folder)
     if source is None:
@@ -64,6 +68,14 @@ def restore(folder: Path, model, tokenizer, optimizer, scheduler, cfg, device) -
     if load_tokenizer(source).to_str() != tokenizer.to_str():
         raise UserError(f"resume={folder}: the vocabulary built from today's data differs from the run's; "
                         f"the data settings or files changed since it started")
+    saved = load_meta(source)["config"]
+    for key in FIXED_ON_RESUME:
+        now = OmegaConf.to_container(dict_cfg[key], resolve=True) if key in dict_cfg else None
+        if saved.get(key) != now:
+            changed = sorted(k for k in {**saved.get(key, {}), **(now or {})}
+                             if saved.get(key, {}).get(k) != (now or {}).get(k))
+            raise UserError(f"resume={folder}: {key}.{changed[0]} differs from the run's; a resumed run goes on "
+                            f"with the settings it started with (start a new run to change them)")
     load_training_weights(source, model, device)
     state = load_trainer_state(source)
     if state["step"] >= cfg.trainer.max_steps:
@@ -95,7 +107,9 @@ def train_model(cfg, dict_cfg, run: RunDir, tokenizer: TextTokenizer, data: dict
                         "metrics": state["metrics"]}, trainer_state, keep=cfg.trainer.keep_last if name == "last" else 1,
                         training_model=model if transfer.adapters is not None else None)
 
-    resume = restore(Path(cfg.resume), model, tokenizer, optimizer, scheduler, cfg, device) if cfg.resume else None
+    resume = None
+    if cfg.resume:
+        resume = restore(Path(cfg.resume), model, tokenizer, optimizer, scheduler, cfg, dict_cfg, device)
     if cfg.resume:
         run.truncate_history(resume["step"] if resume else 0)  # what was logged after the checkpoint is done again
     result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, run.log_history, save,

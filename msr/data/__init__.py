@@ -80,6 +80,10 @@ def present(rows: list[dict], cfg) -> list[dict]:
     if cfg.scratchpad and rows and "scratchpad" not in rows[0]:
         raise UserError(f"data.scratchpad=true, but data {cfg.name} has no scratchpad "
                         f"(files: name its field with data.scratchpad_field=)")
+    lacking = sum(r.get("scratchpad") is None for r in rows) if cfg.scratchpad else 0
+    if lacking:
+        raise UserError(f"data.scratchpad=true, but {lacking} examples of data {cfg.name} have none (e.g. "
+                        f"pseudo-labels from a teacher that writes no scratchpad); train without data.scratchpad")
     templated = cfg.template != "{input}"
     out = []
     for r in rows:

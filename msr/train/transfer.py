@@ -84,17 +84,14 @@ def num_layers(model_cfg) -> int:
     return model_cfg.n_layers if model_cfg.name == "transformer" else model_cfg.num_layers
 
 
-def frozen_by(spec: str, name: str, layers: int) -> bool:
+def frozen_by(spec: str, name: str) -> bool:
     part, layer = part_of(name)
     if spec == "embeddings":
         return part == "embeddings"
     if spec == "all_but_head":
         return part != "head"
-    if spec.startswith("lower:"):
-        below = int(spec.split(":")[1])
-        if below > layers:
-            raise UserError(f"finetune.freeze={spec}: the model has only {layers} layers")
-        return part == "embeddings" or (part == "body" and layer is not None and layer < below)
+    if spec.startswith("lower:"):  # N <= layers is checked with the config
+        return part == "embeddings" or (part == "body" and layer is not None and layer < int(spec[6:]))
     return False
 
 
@@ -130,12 +127,21 @@ def train_new_rows(model: nn.Module, new: int, vocab_size: int) -> dict[str, int
 def prepare(model: nn.Module, model_cfg, cfg, new_symbols: int, vocab_size: int) -> Transfer:
     """Freeze or wrap the pretrained model as `cfg` (finetune.*) asks; log what will train."""
     layers = num_layers(model_cfg)
+    if getattr(model_cfg, "share_layers", False) and (cfg.freeze.startswith("lower:") or cfg.lr_scale.layer_decay != 1):
+        raise UserError("model.share_layers: every layer is one block, so finetune.freeze=lower:N and "
+                        "finetune.lr_scale.layer_decay cannot tell layers apart; use freeze=embeddings or lr_scale.body")
     adapters = None
     if cfg.lora.rank:
+        tied = model.head.weight is model.embed.weight
+        shared = [m for m in cfg.lora.target_modules if tied and m in ("head", "embed")]
+        if shared:
+            raise UserError(f"finetune.lora.target_modules names {shared[0]}, whose weights are also the "
+                            f"{'embeddings' if shared[0] == 'head' else 'head'} (model.tie_embeddings): merging "
+                            f"the adapter would change both; leave {shared[0]} out")
         adapters = add_lora(model, cfg.lora)
     else:
         for name, p in model.named_parameters():
-            p.requires_grad_(not frozen_by(cfg.freeze, name, layers))
+            p.requires_grad_(not frozen_by(cfg.freeze, name))
         if getattr(model_cfg, "tie_embeddings", False) and cfg.freeze != "none":
             head_trains = cfg.freeze == "all_but_head"
             model.head.weight.requires_grad_(head_trains)  # one tensor: it cannot be both
