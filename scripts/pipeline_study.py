@@ -5,7 +5,8 @@ transfer: pretrain a Transformer as a language model on 20,000 kinship stories (
           (all weights at two learning rates, and LoRA adapters of rank 8).
 augment-kinship, augment-arith: 500 labelled examples, trained as they are and with rewrites
           from `msr augment` (kinship: four renamings of each example; arith: sixteen copies
-          with perturbed numbers and recomputed answers); then an adversarial test set, made by
+          with perturbed numbers and recomputed answers), and with 2,000 fresh inputs that the
+          plain run labels itself (kept at probability >= 0.9); then an adversarial test set, made by
           searching label-preserving edits of the test inputs that the plain run gets right
           until it gets them wrong, scores both (and a plain run with another seed, which the
           search never saw).
@@ -59,6 +60,9 @@ def augment_study(data: list[str], ops: list[str], copies: int, trainer: list[st
         "plain_seed1": ("train", [*data, *trainer, "seed=1"], True),
         "augmented_data": ("augment", [*data, f"augment.copies={copies}", f"augment.ops=[{','.join(ops)}]"], False),
         "augmented": ("train", ["data=files", "data.path={out}/augmented_data/data", *trainer], True),
+        "pseudo_labelled_data": ("augment", [*data, "augment.copies=0", "augment.teacher={out}/plain",
+                                             "augment.pseudo_labels=2000", "augment.confidence=0.9"], False),
+        "self_trained": ("train", ["data=files", "data.path={out}/pseudo_labelled_data/data", *trainer], True),
         "adversarial_test": ("augment", [*data, "augment.split=test", "augment.keep_original=false",
                                          "augment.copies=0", "augment.teacher={out}/plain",
                                          "augment.adversarial=30"], False),
@@ -116,8 +120,8 @@ def table(study: str, out: Path) -> str:
         if augment:
             kept = {op: c.get("kept", 0) for op, c in augment["operations"].items()}
             notes.append(f"- {name}: {augment['source_examples']} examples in, {augment['examples']} out; kept per "
-                         f"operation {kept}" + (f"; adversarial search {augment['adversarial']}"
-                                                 if "adversarial" in augment else ""))
+                         f"operation {kept}" + "".join(f"; {key} {augment[key]}" for key in ("pseudo_labels", "adversarial")
+                                                        if key in augment))
     return "\n".join(lines + [""] + notes) + "\n"
 
 

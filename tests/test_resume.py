@@ -235,16 +235,23 @@ def test_sigkill_at_random_moments_always_resumes(tmp_path):
     rng = random.Random(0)
     during_write = 0
     command = [sys.executable, "-m", "msr.cli", "train", *args]
+    record = tmp_path / "run/metrics.json"
     for _ in range(20):
         with open(tmp_path / "stderr.txt", "w") as err:
+            before = record.stat().st_mtime_ns if record.exists() else None
             process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
-            time.sleep(rng.uniform(2.0, 4.5))
+            # kill at a random moment after the run (re)starts, however long imports take on this machine
+            deadline = time.monotonic() + 120
+            while process.poll() is None and time.monotonic() < deadline and (
+                    not record.exists() or record.stat().st_mtime_ns == before):
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.2, 2.5))
             assert process.poll() is None, (tmp_path / "stderr.txt").read_text()[-2000:]  # still training
             process.kill()
             process.wait()
         during_write += any((tmp_path / "run/checkpoints").glob(".*"))  # a half-written or swapped-out folder
-        if (tmp_path / "run/metrics.json").exists():  # killed after the run began
-            metrics = json.loads((tmp_path / "run/metrics.json").read_text())  # always a whole file
+        if record.exists():  # killed after the run began
+            metrics = json.loads(record.read_text())  # always a whole file
             assert metrics["status"] in ("running", "interrupted")
             command = [sys.executable, "-m", "msr.cli", "train", "resume=run"]
     # the last kill may have struck between a checkpoint's two renames: .last.old then stands in for last
