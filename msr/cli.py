@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     from msr import config
     from msr.overrides import check_overrides
 
-    config.register()
+    config.register(command)
     args = get_args_parser().parse_args(rest)
     # A job that will run is composed and validated here first, so that a bad value is refused
     # before Hydra makes a run folder. --cfg and --info only compose: Hydra's own composition

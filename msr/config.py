@@ -816,12 +816,14 @@ SCHEMAS = {
 }
 
 
-def register() -> None:
-    """Store every schema under schema/<path>; conf/ files extend them with `defaults`."""
+def register(command: str | None = None) -> None:
+    """Store the schemas under schema/<path>; conf/ files extend them with `defaults`. Given a
+    command, only its own top-level schema is stored (each costs start-up time), with every group's."""
     cs = ConfigStore.instance()
     for path, node in SCHEMAS.items():
         group, _, name = path.rpartition("/")
-        cs.store(group=f"schema/{group}".rstrip("/"), name=name, node=node)
+        if command is None or group or name == command:
+            cs.store(group=f"schema/{group}".rstrip("/"), name=name, node=node)
 
 
 def to_object(cfg) -> Validated:
