@@ -763,6 +763,9 @@ class AugmentConfig(Validated):
         require(not self.augment.pseudo_labels or self.task in TASKS, "augment.pseudo_labels",
                 self.augment.pseudo_labels, f"draws fresh inputs from a built-in task's generator; data={self.task} "
                 f"is not one")
+        require(self.task in TASKS or self.augment.ops or not self.augment.copies, "augment.ops", "[]",
+                f"name the text operations for data={self.task} (e.g. [random_swap,random_deletion]): they keep "
+                f"each target as it is, which is right only where a few changed words leave the label unchanged")
         require(self.data.template == "{input}" and not self.data.scratchpad, "data.scratchpad",
                 self.data.scratchpad, "msr augment writes examples as the task makes them: leave data.template "
                 "and data.scratchpad out here, and set them when training on its output")

@@ -68,7 +68,8 @@ def test_the_same_seed_writes_the_same_examples(in_tmp):
 def test_text_operations_rewrite_free_text_and_keep_targets(in_tmp):
     (in_tmp / "qa.jsonl").write_text("".join(json.dumps({"input": f"what is the colour of box {i} today",
                                                          "target": f"red{i % 3}"}) + "\n" for i in range(60)))
-    assert run_msr("augment", "data=files", "data.path=qa.jsonl", "augment.copies=2", "hydra.run.dir=aug") == 0
+    assert run_msr("augment", "data=files", "data.path=qa.jsonl", "augment.copies=2", "hydra.run.dir=aug",
+                   "augment.ops=[random_deletion,random_swap,word_replacement,random_insertion:2]") == 0
     train = rows(in_tmp / "aug")
     by_source = {r["source"]: r for r in train if r["operation"] == "original"}
     new = [r for r in train if r["operation"] != "original"]
@@ -119,6 +120,7 @@ def test_a_teacher_from_another_task_is_a_clear_error(teacher, in_tmp, capsys):
     (["data=scan_simple", "augment.teacher=.", "augment.adversarial=3"], "and data=scan_simple has none"),
     (["data=scan_simple", "augment.teacher=.", "augment.pseudo_labels=3"], "data=scan_simple is not one"),
     (["data=scan_simple", "augment.ops=[swap_operands]"], "swap_operands does not apply to data=scan_simple"),
+    (["data=scan_simple"], "name the text operations for data=scan_simple"),
 ])
 def test_bad_augment_settings_are_refused_before_a_run_folder(in_tmp, capsys, args, message):
     assert run_msr("augment", *args) == 2
