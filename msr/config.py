@@ -752,13 +752,13 @@ class AugmentConfig(Validated):
     augment: AugmentOptions = field(default_factory=AugmentOptions)
 
     def check(self, p: str) -> None:
-        from msr.augment.operations import OPERATIONS, check_supported, supported
+        from msr.augment.operations import check_supported, label_preserving
         from msr.data.tasks import TASKS
 
         self.augment.check("augment.")  # its weights must parse before they are looked at here
         check_supported(self.augment.weights(), self.task)
-        preserving = [n for n in supported(self.task) if OPERATIONS[n].family == "label_preserving"]
-        require(not self.augment.adversarial or bool(preserving), "augment.adversarial", self.augment.adversarial,
+        require(not self.augment.adversarial or bool(label_preserving(self.task)), "augment.adversarial",
+                self.augment.adversarial,
                 f"searches label-preserving edits, and data={self.task} has none (built-in tasks have)")
         require(not self.augment.pseudo_labels or self.task in TASKS, "augment.pseudo_labels",
                 self.augment.pseudo_labels, f"draws fresh inputs from a built-in task's generator; data={self.task} "

@@ -405,6 +405,11 @@ def supported(task: str) -> list[str]:
     return [name for name, op in OPERATIONS.items() if op.tasks is None]
 
 
+def label_preserving(task: str) -> list[str]:
+    """The operations that keep this data's answers: the edits an adversarial search may try."""
+    return [name for name in supported(task) if OPERATIONS[name].family == "label_preserving"]
+
+
 def check_supported(names, task: str) -> None:
     """Raise a one-line UserError for the first operation that does not apply to `task`."""
     ok = supported(task)

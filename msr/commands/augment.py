@@ -18,7 +18,7 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
-from msr.augment.operations import OPERATIONS, Context, supported
+from msr.augment.operations import OPERATIONS, Context, label_preserving, supported
 from msr.config import to_object
 from msr.data import content_fingerprint, load_data, quiet_datasets
 from msr.data.tasks import TASKS
@@ -33,9 +33,9 @@ COLUMNS = ("input", "target", "steps", "scratchpad", "source", "operation", "edi
 class Output:
     """The augmented split as it grows, with what was refused and why."""
 
-    def __init__(self, held_out: dict[str, set[str]]):
-        self.rows: list[dict] = []
-        self.inputs: set[str] = set()
+    def __init__(self, rows: list[dict], inputs: set[str], held_out: dict[str, set[str]]):
+        self.rows = rows  # the originals kept, if any; then what is added
+        self.inputs = inputs  # every input the split held or holds now: a new example is always new
         self.held_out = held_out  # split -> its inputs, which must never be produced
         self.counts: dict[str, Counter] = {}
 
@@ -73,10 +73,9 @@ def run(dict_cfg, run: RunDir) -> dict:
     weights = [chosen.get(name, 1.0) for name in names]
     ctx = Context(task, cfg.data, sorted({w for r in source for w in r["input"].split()}))
 
-    out = Output({split: {r["input"] for r in rows} for split, rows in data.splits.items() if split != options.split})
-    out.inputs = {r["input"] for r in source}  # new examples are always new
-    if options.keep_original:
-        out.rows = [{**r, "source": i, "operation": "original"} for i, r in enumerate(source)]
+    originals = [{**r, "source": i, "operation": "original"} for i, r in enumerate(source)]
+    out = Output(originals if options.keep_original else [], {r["input"] for r in source},
+                 {split: {r["input"] for r in rows} for split, rows in data.splits.items() if split != options.split})
     for i, record in enumerate(source):
         for copy in range(options.copies):
             rng = random.Random(f"{cfg.seed}-{i}-{copy}")  # seeded per example: any one can be redrawn alone
@@ -92,9 +91,8 @@ def run(dict_cfg, run: RunDir) -> dict:
         if options.pseudo_labels:
             report["pseudo_labels"] = pseudo_label(teacher, cfg, out)
         if options.adversarial:
-            preserving = [n for n in supported(task) if OPERATIONS[n].family == "label_preserving"]
-            found, report["adversarial"] = adversarial_search(teacher, source, preserving, ctx, options.adversarial,
-                                                             options.edits, cfg.seed)
+            found, report["adversarial"] = adversarial_search(teacher, source, label_preserving(task), ctx,
+                                                             options.adversarial, options.edits, cfg.seed)
             for i, flips in found.items():
                 for record, applied, answer in flips:  # the first that is new to the data set
                     if out.add("adversarial", record, i, teacher_answer=answer, edits=applied):
