@@ -63,9 +63,8 @@ def run(dict_cfg, run: RunDir) -> dict:
 
 def check_architecture(saved: dict, wanted: dict, init: str) -> None:
     """The init run's model, unchanged but for dropout: other settings would not fit its weights,
-    or (heads, shared layers) would load them silently into another computation."""
-    if saved["name"] != wanted["name"]:
-        raise UserError(f"init={init} is a {saved['name']} run; model={wanted['name']} cannot take its weights")
+    or (heads, shared layers) would load them silently into another computation. (`model=` itself
+    is checked by the command line, before composing.)"""
     for key, value in saved.items():
         now = getattr(wanted.get(key), "value", wanted.get(key))  # an enum's value, as meta.json holds it
         if key != "dropout" and now != value:

@@ -110,7 +110,6 @@ def train_model(cfg, dict_cfg, run: RunDir, tokenizer: TextTokenizer, data: dict
     resume = None
     if cfg.resume:
         resume = restore(Path(cfg.resume), model, tokenizer, optimizer, scheduler, cfg, dict_cfg, device)
-    if cfg.resume:
         run.truncate_history(resume["step"] if resume else 0)  # what was logged after the checkpoint is done again
     result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, run.log_history, save,
                  interactive=interactive(), resume=resume, language_model=objective == "lm")

@@ -31,7 +31,8 @@ def build_optimizer(cfg, model: nn.Module, lr_scale: dict[str, float] | None = N
         if p.requires_grad:
             decays = p.dim() >= 2 and name not in no_decay
             groups.setdefault(((lr_scale or {}).get(name, 1.0), decays), []).append(p)
-    return OPTIMIZERS[cfg.name]([{"params": params, "lr": cfg.lr * scale, "weight_decay": cfg.weight_decay if decays else 0.0}
+    return OPTIMIZERS[cfg.name]([{"params": params, "lr": cfg.lr * scale,
+                                  "weight_decay": cfg.weight_decay if decays else 0.0}
                                  for (scale, decays), params in groups.items()], **options)
 
 
