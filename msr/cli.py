@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from msr.errors import UserError
+from msr.runs import saved_overrides
 
 COMMANDS = {
     "train": "supervised training from scratch on a task (input -> target)",
@@ -69,7 +70,50 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+class PipeOutput:
+    """stdout whose reader may leave early (`msr evaluate run=R | head -1`). From then on the output
+    goes to /dev/null, as Python's docs advise for command-line tools, so that the run goes on to
+    write its predictions and record itself completed instead of dying half-recorded."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self.to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self.to_devnull()
+
+    def to_devnull(self) -> None:
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.stream.fileno())  # the text still buffered is flushed there, quietly
+        os.close(devnull)
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
 def main(argv: list[str] | None = None) -> None:
+    stdout = sys.stdout
+    sys.stdout = PipeOutput(stdout) if stdout is not None else stdout
+    try:
+        dispatch(argv)
+    finally:
+        if stdout is not None:
+            sys.stdout.flush()  # here, not at exit, where a closed pipe would print "Exception ignored"
+        sys.stdout = stdout
+
+
+def dispatch(argv: list[str] | None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         sys.stdout.write(usage())
@@ -81,7 +125,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        sys.stderr.write(f"msr: error: unknown command {command!r}\n\n{usage()}")
+        import difflib
+
+        # git's wording: the mistake, where the list is, and the likely intent, not the whole usage
+        close = difflib.get_close_matches(command, COMMANDS, n=1)
+        hint = f"The most similar command is {close[0]}\n" if close else ""
+        sys.stderr.write(f"msr: error: {command!r} is not a msr command. See 'msr --help'.\n{hint}")
         sys.exit(2)
     if command == "reproduce":
         from msr.reproduce import reproduce
@@ -104,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     from hydra._internal.utils import get_args_parser
 
     from msr import config
-    from msr.overrides import check_overrides
+    from msr.overrides import check_added_keys, check_overrides
 
     config.register(command)
     args = get_args_parser().parse_args(rest)
@@ -114,11 +163,23 @@ def main(argv: list[str] | None = None) -> None:
     runs_a_job = not (args.hydra_help or args.cfg or args.info or args.shell_completion)
     own_search_path = args.config_dir or args.config_path or args.config_name
     try:
+        if args.multirun and (args.cfg or args.info):
+            raise UserError("-m cannot go with --cfg or --info, which show one job's config; drop -m")
         if args.help:
             sys.stdout.write(command_help(command, args.overrides))
             return
         if runs_a_job and not own_search_path:
             check_overrides(CONF_DIR, command, args.overrides, args.multirun)
+        elif args.cfg == "job" and not (own_search_path or args.package or args.resolve):
+            # the same config Hydra would print, composed once: it is checked for unknown keys too
+            from omegaconf import OmegaConf
+
+            from msr.overrides import compose_config
+
+            sys.stdout.write(OmegaConf.to_yaml(compose_config(CONF_DIR, command, args.overrides)))
+            return
+        elif args.cfg and not own_search_path:
+            check_added_keys(CONF_DIR, command, args.overrides)
         run_hydra(command, rest)
     except UserError as err:
         fail(str(err))
@@ -173,16 +234,6 @@ def inherit_model(args: list[str]) -> list[str]:
     inherited = [f"model={model['name']}"] + [f"model.{k}={str(v).lower() if isinstance(v, bool) else v}"
                                               for k, v in model.items() if k != "name"]
     return [*inherited, f"data.tokenizer={tokenizer}", *args]
-
-
-def saved_overrides(folder: Path) -> list[str]:
-    """The overrides a run was started with, less those that only placed or resumed it."""
-    import yaml
-
-    path = folder / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        raise UserError(f"{folder} is not a run folder (it has no .hydra/overrides.yaml)")
-    return [o for o in yaml.safe_load(path.read_text()) or [] if not o.startswith(("resume=", "hydra."))]
 
 
 def resume_overrides(command: str, args: list[str]) -> list[str]:

@@ -43,7 +43,7 @@ def fraction(key: str, value: float) -> None:
 
 
 class Validated:
-    """A schema whose `validate(prefix)` checks its own fields, then those of nested schemas."""
+    """A schema whose `validate(prefix)` checks its nested schemas, then its own fields."""
 
     def check_name(self, p: str) -> None:
         """`name` says which option of a group this is; changing it alone would switch code paths
@@ -56,11 +56,13 @@ class Validated:
         """Range checks of this node's own fields; `prefix` names the node in messages."""
 
     def validate(self, prefix: str = "") -> None:
-        self.check(prefix)
+        # children first: a node's checks across its parts (batch size against train size) may
+        # then trust each part, and a bad value is blamed on its own key, not on a neighbour's
         for f in fields(self):  # type: ignore[arg-type]
             child = getattr(self, f.name)
             if isinstance(child, Validated):
                 child.validate(f"{prefix}{f.name}.")
+        self.check(prefix)
 
 
 # --- model/ ----------------------------------------------------------------------------------
@@ -339,10 +341,15 @@ class ChainConfig(ArithmeticTaskConfig):
     def check(self, p: str) -> None:
         super().check(p)
         non_negative(p + "distractors", self.distractors)
-        longest = max(split.max_steps for split in (self.train, self.val, self.test))
-        require(longest + 1 + self.distractors <= 26, p + "distractors", self.distractors,
-                f"the variables are the 26 letters: max_steps + 1 + distractors must be <= 26 "
-                f"(max_steps is {longest})")
+        rule = "the variables are the 26 letters: max_steps + 1 + distractors must be <= 26"
+        # distractors beyond 24 leave no room for even one step; below that, the split asking
+        # for too many steps is the one to blame
+        require(self.distractors <= 24, p + "distractors", self.distractors, f"must be <= 24 ({rule})")
+        limit = 25 - self.distractors
+        longest = max(("train", "val", "test"), key=lambda split: getattr(self, split).max_steps)
+        steps = getattr(self, longest).max_steps
+        require(steps <= limit, f"{p}{longest}.max_steps", steps,
+                f"must be <= {limit} for chain with {p}distractors={self.distractors} ({rule})")
 
 
 @dataclass
@@ -506,12 +513,15 @@ class TrainerConfig(Validated):
     checkpoint_every: int = 0  # steps between checkpoints/last; 0: at every evaluation
     keep_last: int = 1  # step checkpoints kept (the newest is checkpoints/last), besides best
     skip_nonfinite: bool = False  # skip (and count) steps whose loss is NaN or inf instead of failing
+    stop_at: int = 0  # pause after this step with checkpoints/last, as an interruption would; 0: run on
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
     def check(self, p: str) -> None:
         positive_ints(self, p, "max_steps", "batch_size", "grad_accum_steps", "eval_every",
                       "eval_batch_size", "log_every", "keep_last")
         non_negative(p + "checkpoint_every", self.checkpoint_every)
+        require(0 <= self.stop_at < self.max_steps, p + "stop_at", self.stop_at,
+                f"must be 0 (run to the end) or a step before trainer.max_steps={self.max_steps}")
         for key in ("grad_clip", "l1", "l2"):
             non_negative(p + key, getattr(self, key))
 
@@ -539,6 +549,10 @@ class TrainConfig(Validated):
             train_size = self.data.train.size
             require(self.trainer.batch_size <= train_size, "trainer.batch_size", self.trainer.batch_size,
                     f"must be at most data.train.size={train_size}")
+        warmup, steps = self.scheduler.warmup_steps, self.trainer.max_steps
+        require(warmup < steps, "scheduler.warmup_steps", warmup,
+                f"must be < trainer.max_steps={steps}: the warmup would take the whole run and the "
+                f"schedule never start; lower scheduler.warmup_steps or raise trainer.max_steps")
 
 
 class Strategy(str, Enum):
@@ -571,6 +585,9 @@ class DecodeConfig(Validated):
         if self.strategy == Strategy.beam:
             require(self.num_return_sequences <= self.beam_size, p + "num_return_sequences",
                     self.num_return_sequences, f"must be <= decode.beam_size={self.beam_size}")
+        require(self.num_return_sequences == 1 or self.strategy != Strategy.greedy, p + "num_return_sequences",
+                self.num_return_sequences, "needs decode.strategy=sample or decode.strategy=beam: greedy decoding "
+                "has one answer per prompt, so the rows would be identical")
         require(self.self_consistency == 1 or self.strategy == Strategy.sample, p + "self_consistency",
                 self.self_consistency, "needs decode.strategy=sample: a vote over identical answers decides nothing")
 
@@ -731,6 +748,9 @@ class AugmentOptions(Validated):
         positive_ints(self, p, "edits")
         require(0 <= self.confidence <= 1, p + "confidence", self.confidence, "must be in [0, 1]")
         wants_teacher = self.pseudo_labels or self.adversarial
+        require(self.keep_original or self.copies or wants_teacher, p + "copies", self.copies,
+                f"with {p}keep_original=false and no teacher ({p}pseudo_labels, {p}adversarial) the {self.split} "
+                f"split would hold no examples: ask for {p}copies >= 1 or keep the originals")
         require(bool(self.teacher) or not wants_teacher, p + "teacher", self.teacher or None,
                 "pseudo-labels and adversarial search need a trained run: augment.teacher=RUN")
         if self.teacher:

@@ -16,3 +16,28 @@ class ConfigError(UserError):
 
 class TrainingFailed(Exception):
     """Training cannot go on (for example, the loss is no longer a number)."""
+
+
+class Stopped(KeyboardInterrupt):
+    """The run stops before its end, with a checkpoint to resume from: Ctrl-C, SIGTERM or
+    trainer.stop_at. It unwinds like Ctrl-C; `reason` and `exit_code` say which it was."""
+
+    reason = "interrupted by the user (Ctrl-C)"
+    exit_code = 130
+
+
+class Terminated(Stopped):
+    """SIGTERM, raised where the run is."""
+
+    reason = "stopped by SIGTERM"
+    exit_code = 143
+
+
+class Paused(Stopped):
+    """trainer.stop_at: stopped on purpose, as if interrupted there (msr reproduce replays resumed runs so)."""
+
+    exit_code = 0
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.reason = f"paused at step {step} (trainer.stop_at={step})"

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import itertools
 import os
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from msr.config import to_object
@@ -30,8 +32,8 @@ def check_overrides(conf_dir: Path, config_name: str, overrides: list[str], mult
 
 
 def check_run_dir(overrides: list[str]) -> None:
-    """Refuse a hydra.run.dir that holds a run already, before Hydra writes its config there
-    (unless the run is being resumed there)."""
+    """Refuse a hydra.run.dir that holds a run already (unless the run is being resumed there)
+    or that cannot be made, before Hydra writes its config there."""
     resuming = any(o.startswith("resume=") for o in overrides)
     folder = "outputs"
     for override in overrides:
@@ -41,6 +43,10 @@ def check_run_dir(overrides: list[str]) -> None:
             if (Path(value) / "metrics.json").exists() and not resuming:
                 raise UserError(f"hydra.run.dir={value} already holds a run; give this one its own folder")
     existing = next(p for p in (Path(folder).absolute(), *Path(folder).absolute().parents) if p.exists())
+    if not existing.is_dir():
+        shown = os.path.relpath(existing) if not Path(folder).is_absolute() else existing
+        where = f"hydra.run.dir={folder}" if folder != "outputs" else "cannot make run folders under outputs"
+        raise UserError(f"{where}: {shown} is a file, not a folder")
     if not os.access(existing, os.W_OK):
         raise UserError(f"cannot write run folders under {existing} (permission denied); "
                         f"choose another place with hydra.run.dir=...")
@@ -62,9 +68,33 @@ def check_device(cfg) -> None:
 def compose_config(conf_dir: Path, config_name: str, overrides: list[str]):
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base=None, job_name=config_name):
-            return compose(config_name=config_name, overrides=overrides)
+            cfg = compose(config_name=config_name, overrides=overrides)
     except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException) as err:
         raise UserError(one_line(err)) from None
+    check_known_keys(cfg)
+    return cfg
+
+
+def check_added_keys(conf_dir: Path, config_name: str, overrides: list[str]) -> None:
+    """For --cfg, which only composes: a `+key` is refused there as it would be in a run."""
+    if any(o.startswith("+") and not o.startswith(("+hydra.", "++hydra.")) for o in overrides):
+        compose_config(conf_dir, config_name, overrides)
+
+
+def check_known_keys(node, prefix: str = "") -> None:
+    """Refuse keys that no schema has. Hydra applies `+key=value` and `++key=value` with the
+    struct flag opened, so a misspelt `+trainer.max_stepz=10` composes; comparing each typed
+    node with its dataclass catches it wherever it came from (an override, a preset)."""
+    schema = node._metadata.object_type
+    if is_dataclass(schema):
+        known = [f.name for f in fields(schema)]
+        unknown = next((k for k in node.keys() if k not in known), None)
+        if unknown is not None:
+            raise UserError(f"{prefix}{unknown}: no such key; keys here: {', '.join(known)}")
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            check_known_keys(child, f"{prefix}{key}.")
 
 
 def jobs_to_check(overrides: list[str], multirun: bool) -> list[list[str]]:

@@ -5,6 +5,11 @@ The run's saved overrides are composed again and the result must equal its saved
 experiment); then the same command runs in a fresh process into outputs/reproduce/<date>/<time>/
 and each number of the two metrics.json files is compared. Exit code 1 when any differs by
 more than the tolerance (default 0: exact, as same config and seed give on the CPU).
+
+A run that was resumed (resumes.jsonl) is replayed segment by segment: trained to the step each
+resume went on from (trainer.stop_at pauses there, leaving trainer.max_steps and so the schedule
+as they were), then resumed with that resume's overrides. Ctrl-C stops the rerun as it would stop
+the run itself, and the rerun's record says it was interrupted.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from msr.errors import UserError
+from msr.runs import read_resumes, saved_overrides
 
 COMPARED = ("metrics", "accuracy_by_steps", "steps", "best_step", "parameters", "data_fingerprint", "init", "augment",
             "sizes")
@@ -32,14 +39,40 @@ def reproduce(argv: list[str]) -> int:
     command = original["command"]
     overrides = check_config(args.run, command)
     target = Path("outputs", "reproduce", time.strftime("%Y-%m-%d"), time.strftime("%H-%M-%S"))
-    print(f"rerunning: msr {command} {' '.join(overrides)}  ->  {target}", file=sys.stderr)
-    code = subprocess.run([sys.executable, "-m", "msr.cli", command, *overrides, f"hydra.run.dir={target}"],
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"}).returncode
-    if code != 0:
-        raise UserError(f"the rerun failed (exit code {code}); its folder is {target}")
+    for arguments in segments(command, overrides, read_resumes(args.run), target):
+        print(f"rerunning: msr {' '.join(arguments)}", file=sys.stderr)
+        code = rerun(arguments)
+        if code == 130:
+            print(f"msr: reproduce interrupted; the rerun's folder is {target}", file=sys.stderr)
+            return 130
+        if code != 0:
+            raise UserError(f"the rerun failed (exit code {code}); its folder is {target}")
     rows = compare(results(original), results(read_metrics(target)), args.tolerance)
     show(rows, args.run, target)
     return 1 if any(not equal for _, _, _, equal in rows) else 0
+
+
+def segments(command: str, overrides: list[str], resumes: list[dict], target: Path) -> list[list[str]]:
+    """The command lines that redo the run: its start, then each resume from the step it went on from."""
+    starts = [r for r in resumes if r["step"] > 0]  # a resume before the first checkpoint began afresh
+    first = overrides + [o for r in resumes if r["step"] == 0 for o in r["overrides"]]
+    pauses = [f"trainer.stop_at={r['step']}" for r in starts] + ["trainer.stop_at=0"]
+    lines = [[command, *first, *([pauses[0]] if starts else []), f"hydra.run.dir={target}"]]
+    for resume, pause in zip(starts, pauses[1:]):
+        lines.append([command, f"resume={target}", *resume["overrides"], pause])
+    return lines
+
+
+def rerun(arguments: list[str]) -> int:
+    """Run msr in a child process of its own session, so that a terminal's Ctrl-C reaches it
+    once, from here: it then stops as a run does (checkpoint, record), and so does this."""
+    child = subprocess.Popen([sys.executable, "-m", "msr.cli", *arguments], start_new_session=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            child.send_signal(signal.SIGINT)  # a second Ctrl-C is passed on too: the child stops at once
 
 
 def read_metrics(folder: Path) -> dict:
@@ -57,7 +90,7 @@ def check_config(folder: Path, command: str) -> list[str]:
     from omegaconf import OmegaConf
 
     from msr import config
-    from msr.cli import CONF_DIR, saved_overrides
+    from msr.cli import CONF_DIR
     from msr.overrides import compose_config
 
     config.register()

@@ -30,15 +30,33 @@ def console():
 def console_handler(format: str, datefmt: str) -> logging.Handler:
     """Hydra's job_logging calls this: rich log lines on a terminal, plain lines otherwise."""
     if sys.stderr.isatty():
+        from datetime import datetime
+
         from rich.logging import RichHandler
+        from rich.text import Text
 
         from msr.train.progress import HideWhileBarShows
 
-        handler = RichHandler(console=console(), show_path=False, markup=False, log_time_format=f"[{datefmt}]")
+        class UnwrappedRichHandler(RichHandler):
+            """Rich's look, one line per message: its table would fold a long line (a run folder's
+            path) at the terminal's width, and a path copied from two lines is broken."""
+
+            def emit(self, record: logging.LogRecord) -> None:
+                time = datetime.fromtimestamp(record.created).strftime(f"[{datefmt}]")
+                line = Text.assemble((time, "log.time"), " ", self.get_level_text(record), " ",
+                                     self.render_message(record, self.format(record)))
+                try:
+                    self.console.print(line, soft_wrap=True)  # the terminal wraps it, for show only
+                except Exception:
+                    self.handleError(record)
+
+        handler = UnwrappedRichHandler(console=console(), show_path=False, markup=False)
         handler.addFilter(HideWhileBarShows())
-        return handler
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(format, datefmt))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(format, datefmt))
+    # records meant for msr.log alone (an error line that stderr shows in its own words)
+    handler.addFilter(lambda record: not getattr(record, "file_only", False))
     return handler
 
 
@@ -87,12 +105,35 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=False) + "\n"))
 
 
+def run_folder(path: str | Path) -> Path:
+    """The run folder of RUN or of one of its checkpoint folders (RUN/checkpoints/NAME)."""
+    path = Path(path)
+    return path.parents[1] if (path / "meta.json").is_file() and path.parent.name == "checkpoints" else path
+
+
+def saved_overrides(folder: Path) -> list[str]:
+    """The overrides a run was started with, less those that only placed or resumed it."""
+    import yaml
+
+    path = Path(folder) / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        raise UserError(f"{folder} is not a run folder (it has no .hydra/overrides.yaml)")
+    return [o for o in yaml.safe_load(path.read_text()) or [] if not o.startswith(("resume=", "hydra."))]
+
+
+def read_resumes(folder: Path) -> list[dict]:
+    """Each time the run was resumed: the step it went on from and the overrides it added."""
+    path = Path(folder) / "resumes.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
 class RunDir:
-    """One run's folder: history.jsonl, metrics.json and checkpoints/."""
+    """One run's folder: history.jsonl, metrics.json, resumes.jsonl and checkpoints/."""
 
     def __init__(self, path: str | Path, command: str, command_line: str, empty_summary: dict | None = None):
         self.path = Path(path)
         self.empty_summary = empty_summary or {}
+        self.progress: dict = {}  # what the run has reached so far: a run that stops early still reports it
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoints = self.path / "checkpoints"
         self.command, self.command_line = command, command_line
@@ -109,11 +150,19 @@ class RunDir:
         if reason:
             record["reason"] = reason
         record.update(self.empty_summary)  # what a run that stopped early could not measure
+        record.update(self.progress)
         record.update(summary)
         record["wall_seconds"] = round(time.perf_counter() - self._t0, 3)
         record["versions"] = versions()
         self.write_metrics(record)
         return record
+
+    def record_resume(self, step: int, overrides: list[str]) -> None:
+        """Append this resume to resumes.jsonl (whole file rewritten atomically): `msr reproduce`
+        replays the run segment by segment from it."""
+        lines = [json.dumps(r) + "\n" for r in read_resumes(self.path)]
+        lines.append(json.dumps({"step": step, "overrides": overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+        atomic_write(self.path / "resumes.jsonl", lambda f: f.writelines(lines))
 
     def log_history(self, record: dict) -> None:
         # Appended a line at a time and closed at once, so a reader always sees the records so far.

@@ -111,7 +111,64 @@ def test_a_teacher_from_another_task_is_a_clear_error(teacher, in_tmp, capsys):
     assert not (in_tmp / "aug/data").exists()
 
 
+def test_a_teacher_of_other_task_settings_is_refused_naming_the_setting(teacher, in_tmp, capsys):
+    assert run_msr("augment", *SMALL, "data.modulus=7", f"augment.teacher={teacher}", "augment.pseudo_labels=5",
+                   "hydra.run.dir=aug") == 2
+    err = capsys.readouterr().err
+    assert "was trained with data.modulus=10, not data.modulus=7" in err and "Traceback" not in err
+    assert not (in_tmp / "aug/data").exists()
+    # the data's own seed, split sizes and step ranges keep the labelling rule
+    assert run_msr("augment", "data.seed=5", "data.train.size=100", "data.train.max_steps=6", *SMALL[1:],
+                   "augment.copies=0", f"augment.teacher={teacher}", "augment.pseudo_labels=5",
+                   "augment.confidence=0", "hydra.run.dir=other") == 0
+    assert read_metrics(in_tmp / "other")["augment"]["pseudo_labels"]["confident"] == 5
+
+
+STUDENT = ["trainer.max_steps=10", "trainer.eval_every=10", "scheduler.warmup_steps=2", "trainer.batch_size=16",
+           "model.embedding_size=16", "model.hidden_size=32"]
+
+
+def test_a_teacher_trained_on_augmented_files_labels_their_task(in_tmp, capsys):
+    """Iterated self-training: msr augment's folder records the task it came from."""
+    assert run_msr("augment", *SMALL, "hydra.run.dir=aug") == 0
+    recorded = json.loads((in_tmp / "aug/data/task.json").read_text())["data"]
+    assert recorded["name"] == "arith" and recorded["modulus"] == 10
+    assert run_msr("train", "data=files", "data.path=aug/data", *STUDENT, "hydra.run.dir=student") == 0
+    assert run_msr("augment", *SMALL, "augment.copies=0", "augment.teacher=student", "augment.pseudo_labels=5",
+                   "augment.confidence=0", "hydra.run.dir=again") == 0
+    assert read_metrics(in_tmp / "again")["augment"]["pseudo_labels"]["confident"] == 5
+    assert json.loads((in_tmp / "again/data/task.json").read_text())["data"] == recorded
+
+    assert run_msr("augment", *SMALL, "data.modulus=7", "augment.teacher=student", "augment.pseudo_labels=5",
+                   "hydra.run.dir=bad") == 2
+    assert "was trained with data.modulus=10, not data.modulus=7" in capsys.readouterr().err
+
+    # a folder written before task.json existed: its run's .hydra/config.yaml still says
+    (in_tmp / "aug/data/task.json").unlink()
+    assert run_msr("augment", *SMALL, "augment.copies=0", "augment.teacher=student", "augment.pseudo_labels=5",
+                   "hydra.run.dir=old") == 0
+
+    # files that no msr augment run vouches for say nothing of the rule that labelled them
+    (in_tmp / "aug/.hydra/config.yaml").unlink()
+    assert run_msr("augment", *SMALL, "augment.teacher=student", "augment.pseudo_labels=5",
+                   "hydra.run.dir=unknown") == 2
+    err = capsys.readouterr().err
+    assert "was trained on data=files" in err and "task.json" in err and "Traceback" not in err
+
+
+def test_an_augmented_split_that_would_be_empty_is_refused_before_writing(teacher, in_tmp, capsys):
+    # nothing that sure: no pseudo-label is kept, and no original
+    assert run_msr("augment", *SMALL, "augment.copies=0", "augment.keep_original=false",
+                   f"augment.teacher={teacher}", "augment.pseudo_labels=5", "augment.confidence=1",
+                   "hydra.run.dir=aug") == 2
+    err = capsys.readouterr().err
+    assert "the augmented train split would be empty" in err and "below confidence" in err
+    assert not (in_tmp / "aug/data").exists()
+
+
 @pytest.mark.parametrize("args, message", [
+    (["augment.copies=0", "augment.keep_original=false"], "augment.copies=0 is not allowed: with "
+                                                         "augment.keep_original=false"),
     (["augment.ops=[reorder_facts]"], "reorder_facts does not apply to data=arith; for data=arith choose from"),
     (["augment.ops=[random_swap]"], "random_swap does not apply to data=arith"),
     (["augment.ops=[swap_operands:0]"], "each NAME or NAME:WEIGHT with a weight > 0"),

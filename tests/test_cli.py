@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import msr_process, run_msr
+from conftest import TINY, msr_process, run_msr
 
 
 def test_help_lists_the_commands(capsys):
@@ -13,10 +13,12 @@ def test_help_lists_the_commands(capsys):
     assert "train" in out and "supervised training" in out
 
 
-def test_unknown_command_lists_commands_and_exits_2(capsys):
+def test_unknown_command_is_one_line_with_the_closest_command(capsys):
     assert run_msr("trian") == 2
-    err = capsys.readouterr().err
-    assert "unknown command 'trian'" in err and "train" in err.split("Commands:")[1]
+    assert capsys.readouterr().err == ("msr: error: 'trian' is not a msr command. See 'msr --help'.\n"
+                                       "The most similar command is train\n")
+    assert run_msr("xyzzy") == 2
+    assert capsys.readouterr().err == "msr: error: 'xyzzy' is not a msr command. See 'msr --help'.\n"
 
 
 def test_command_help_shows_groups_and_config(capsys):
@@ -111,3 +113,78 @@ def test_free_text_values_need_no_hydra_quoting(capsys, in_tmp):
 def test_a_missing_required_key_is_one_line(command, capsys):
     assert run_msr(*command) == 2
     assert capsys.readouterr().err == "msr: error: run is required: give it as run=...\n"
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("+nonsense_key=1", "nonsense_key: no such key; keys here: seed, model,"),
+        ("++nonsense_key=1", "nonsense_key: no such key; keys here: seed, model,"),
+        ("+trainer.max_stepz=10", "trainer.max_stepz: no such key; keys here: max_steps, batch_size,"),
+        ("+model.hiden=3", "model.hiden: no such key; keys here: name, embedding_size, hidden_size,"),
+        ("+trainer.early_stopping.extra.deep=1", "trainer.early_stopping.extra: no such key; keys here: monitor,"),
+    ],
+)
+@pytest.mark.parametrize("mode", [[], ["--cfg", "job"]])
+def test_added_keys_must_exist_in_the_schema(override, expected, mode, capsys, in_tmp):
+    assert run_msr("train", *mode, override) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("msr: error: ") and err.count("\n") == 1 and expected in err, err
+    assert not (in_tmp / "outputs").exists()
+
+
+def test_every_sweep_job_is_checked_for_added_keys(capsys, in_tmp):
+    # d_model is the transformer's own key: the LSTM job of the sweep has no such key
+    assert run_msr("train", "-m", "model=transformer,lstm", "++model.d_model=32", *TINY) == 2
+    assert "model.d_model: no such key; keys here: name, embedding_size," in capsys.readouterr().err
+    assert not (in_tmp / "outputs").exists()
+
+
+@pytest.mark.parametrize("added", [["+experiment=transformer_arith"], ["+hydra.job.env_set.OMP_NUM_THREADS=1"],
+                                   ["++trainer.max_steps=700"]])
+def test_presets_hydra_keys_and_forced_known_keys_still_add(added, capsys, in_tmp):
+    from msr.cli import CONF_DIR
+    from msr.overrides import check_overrides
+
+    check_overrides(CONF_DIR, "train", added, multirun=False)
+    assert run_msr("train", *added, "--cfg", "job") == 0
+    assert "max_steps:" in capsys.readouterr().out
+
+
+def test_a_run_folder_under_a_file_is_one_line(in_tmp):
+    (in_tmp / "notes.txt").write_text("a file, not a folder\n")
+    result = msr_process("train", "hydra.run.dir=notes.txt/run", cwd=in_tmp)
+    assert result.returncode == 2
+    assert result.stderr == "msr: error: hydra.run.dir=notes.txt/run: notes.txt is a file, not a folder\n"
+
+
+def test_log_lines_on_an_80_column_terminal_keep_paths_whole(monkeypatch):
+    import io
+    import logging
+    import re
+    import sys
+
+    from msr import runs
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setenv("COLUMNS", "80")
+    runs.console.cache_clear()  # a console for this fake terminal, then none left over for others
+    try:
+        handler = runs.console_handler("[%(asctime)s] %(message)s", "%H:%M:%S")
+        folder = "/home/someone/experiments/outputs/multirun/train/2026-11-22/20-56-05/12"
+        handler.handle(logging.makeLogRecord({"name": "msr", "msg": "run folder: %s", "args": (folder,),
+                                              "levelno": logging.INFO, "levelname": "INFO"}))
+    finally:
+        runs.console.cache_clear()
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue())
+    assert f"run folder: {folder}\n" in shown, shown
+
+
+def test_a_sweep_cannot_print_its_config(capsys, in_tmp):
+    assert run_msr("train", "-m", "model=lstm,gru", "--cfg", "job") == 2
+    assert capsys.readouterr().err == "msr: error: -m cannot go with --cfg or --info, which show one job's config; drop -m\n"

@@ -97,6 +97,26 @@ def test_unknown_symbols_are_counted():
     assert split.steps.tolist() == [-1]
 
 
+def test_the_training_log_gives_distinct_inputs_beside_rows_and_warns_of_repeats(caplog):
+    from types import SimpleNamespace
+
+    from msr.commands.train import encode_splits
+    from msr.config import FilesConfig
+
+    rows = [{"input": f"{i % 3} + 1 =", "target": "x", "steps": 2 if i % 3 == 0 else 1} for i in range(12)]
+    splits = {"train": rows, "val": rows[:3], "test": rows[:2]}
+    tokenizer = TextTokenizer.build(r["input"] + " " + r["target"] for r in rows)
+    caplog.set_level("INFO", logger="msr")
+    cfg = SimpleNamespace(data=FilesConfig(path="mine.jsonl"), model=SimpleNamespace())
+    encode_splits(splits, tokenizer, cfg, "cpu")
+    assert "data files: train 12 rows (3 distinct inputs), val 3 rows (3 distinct inputs), test 2 rows (2 distinct " \
+           "inputs); vocabulary" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["train: 12 rows but only 3 distinct inputs (75.0% repeats): the data holds its inputs several "
+                        "times (with 1 step: 2 in 8 rows; with 2 steps: 1 in 4 rows), so they weigh more in training "
+                        "and count more than once in accuracy; deduplicate the data unless that is meant"]
+
+
 def test_batch_order_is_a_function_of_seed_and_step():
     order, again = BatchOrder(100, 8, seed=3), BatchOrder(100, 8, seed=3)
     batches = [order(k) for k in range(30)]

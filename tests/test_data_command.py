@@ -28,11 +28,42 @@ def test_msr_data_summarises_and_exports_splits_that_load_back(in_tmp, capsys):
     assert again["test"]["steps"] == test["steps"] and again["train"]["examples"] == 300
 
 
+def test_msr_data_counts_distinct_inputs_and_warns_when_a_split_is_mostly_repeats(in_tmp, capsys):
+    # one-step arith has a few hundred inputs: 2,000 training rows must repeat them
+    assert run_msr("data", "data=arith", "data.train.size=2000", "data.train.max_steps=1", "data.val.size=40",
+                   "data.test.size=40", "--export", "hydra.run.dir=run") == 0
+    captured = capsys.readouterr()
+    train = [json.loads(line) for line in (in_tmp / "run/data/train.jsonl").read_text().splitlines()]
+    distinct = len({r["input"] for r in train})
+    assert distinct < 1000
+    splits = read_metrics(in_tmp / "run")["data"]["splits"]
+    assert splits["train"]["examples"] == 2000 and splits["train"]["distinct_inputs"] == distinct
+    assert splits["train"]["distinct_inputs_by_steps"] == {"1": distinct}
+    val = [json.loads(line) for line in (in_tmp / "run/data/val.jsonl").read_text().splitlines()]
+    by_steps = {str(k): len({r["input"] for r in val if r["steps"] == k}) for k in {r["steps"] for r in val}}
+    assert splits["val"]["distinct_inputs"] == 40 and splits["val"]["distinct_inputs_by_steps"] == by_steps
+    assert f"2,000 / {distinct:,}" in captured.out  # the steps histogram: rows / distinct inputs
+    warnings = [line for line in captured.err.splitlines() if "distinct inputs (" in line]
+    assert len(warnings) == 1, captured.err  # val and test are drawn without repeats
+    assert (f"train: 2,000 rows but only {distinct:,} distinct inputs ({1 - distinct / 2000:.1%} repeats): the task "
+            f"has few inputs with 1 step ({distinct:,} in 2,000 rows)") in warnings[0]
+
+
 def test_msr_data_shows_label_balance_for_classification(in_tmp, capsys):
     assert run_msr("data", "data=logic", *SIZES, "hydra.run.dir=run") == 0
     labels = read_metrics(in_tmp / "run")["data"]["splits"]["train"]["labels"]
     assert set(labels) == {"True", "False", "Unknown"} and sum(labels.values()) == 300
     assert "labels (share of split)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["data", "train"])
+def test_data_and_train_both_refuse_a_file_too_small_to_carve(command, in_tmp, capsys):
+    (in_tmp / "tiny.jsonl").write_text("".join(json.dumps({"input": f"x {i}", "target": "y"}) + "\n" for i in range(4)))
+    assert run_msr(command, "data=files", "data.path=tiny.jsonl") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "KeyError" not in err
+    assert ("msr: error: data.val_ratio=0.1 carves 0 of the 4 rows into val; raise data.val_ratio to at least 0.13 "
+            "or give a val file (data.val_file=)\n") in err
 
 
 def test_training_with_a_scratchpad_and_a_template(in_tmp):

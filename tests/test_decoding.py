@@ -128,3 +128,45 @@ def test_an_ensemble_averages_the_members_probabilities():
     assert decode(Ensemble([a]), PROMPTS, EOS, settings(), "cpu")[0][0].ids == decode(a, PROMPTS, EOS, settings(),
                                                                                        "cpu")[0][0].ids
     decode(Ensemble([a, b]), PROMPTS, EOS, settings(strategy="beam"), "cpu")
+
+
+FAVOURED = torch.tensor([9.0, 8.0, 7.0, 1.0, 1.0, 0.5])
+
+
+class Favouring(torch.nn.Module):
+    """A model that always puts most of its mass on the tokens it may never write (0, 1, 2), then on
+    tokens 3 and 4 alike, then on <eos>: what survives the ban must still be ranked and distinct."""
+
+    def forward(self, tokens, state=None):
+        state = torch.zeros(tokens.shape[0]) if state is None else state  # a row per sequence, for reorder_state
+        return FAVOURED.expand(*tokens.shape, VOCAB).clone(), state + tokens.shape[1]
+
+    @staticmethod
+    def reorder_state(state, index):
+        return state.index_select(0, index)
+
+
+@pytest.mark.parametrize("strategy", [dict(strategy="greedy"), dict(strategy="sample", temperature=5.0),
+                                      dict(strategy="beam", beam_size=6, num_return_sequences=4)])
+def test_no_strategy_writes_a_token_it_may_never_generate(strategy):
+    banned = (0, 1, 2)  # <pad>, <unk>, <sep> in a real vocabulary
+    unbanned = decode(Favouring(), PROMPTS, EOS, settings(max_new_tokens=3, **strategy), "cpu", seed=1)
+    assert any(set(o.ids) & set(banned) for outs in unbanned for o in outs)  # the default bans nothing
+    outs = decode(Favouring(), PROMPTS, EOS, settings(max_new_tokens=3, **strategy), "cpu", seed=1, banned=banned)
+    written = [o.ids for outs_ in outs for o in outs_]
+    assert written and all(set(ids) <= {3, 4} for ids in written)
+    if strategy["strategy"] == "beam":
+        assert all(len({tuple(o.ids) for o in beams}) == 4 for beams in outs)
+    if strategy["strategy"] != "sample":  # three of 3 or 4, each the model's own (unrenormalised) log-probability
+        assert len(outs[0][0].ids) == 3
+        assert outs[0][0].logprob == pytest.approx(3 * float(F.log_softmax(FAVOURED, -1)[3]), abs=1e-4)
+
+
+def test_greedy_with_several_return_sequences_is_refused():
+    from msr.config import DecodeConfig
+    from msr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="decode.num_return_sequences=3 is not allowed: .*sample or .*beam"):
+        DecodeConfig(num_return_sequences=3).check("decode.")
+    DecodeConfig(strategy="beam", num_return_sequences=3).check("decode.")
+    DecodeConfig(strategy="sample", num_return_sequences=3).check("decode.")

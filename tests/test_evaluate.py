@@ -124,3 +124,13 @@ def test_generate_writes_ranked_continuations(runs, in_tmp, capsys):
     assert [r["prompt"] for r in lines(in_tmp / "one/generations.jsonl")] == ["7 * 2 - 1 ="]
     assert run_msr("generate", f"run={runs / 'arith'}", "hydra.run.dir=gen2") == 2
     assert "give exactly one of prompt=TEXT and prompts_file=FILE" in capsys.readouterr().err
+
+
+def test_examples_longer_than_a_transformer_reads_are_refused_in_one_line(in_tmp, capsys):
+    assert run_msr("train", *TINY, *TINY_MODEL["transformer"], "model.max_len=24", "trainer.max_steps=5",
+                   "hydra.run.dir=run") == 0
+    capsys.readouterr()
+    assert run_msr("evaluate", "run=run", "data.test.max_steps=12", "hydra.run.dir=ev") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("msr: error: ") and "longer than the run's model.max_len=24 tokens" in err
+    assert "data.test.max_steps" in err and read_metrics(in_tmp / "ev")["status"] == "failed"

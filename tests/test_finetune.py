@@ -25,7 +25,8 @@ TINY_LM = ["model.d_model=32", "model.n_layers=2", "model.n_heads=2", "model.d_f
            "data.block_size=32", "trainer.batch_size=8", "trainer.max_steps=20", "trainer.eval_every=10",
            "trainer.log_every=10", "scheduler.warmup_steps=2"]
 SMALL_TASK = ["data.train.size=200", "data.val.size=40", "data.test.size=40", "trainer.max_steps=10",
-              "trainer.eval_every=5", "trainer.batch_size=8", "optimizer.lr=1e-2", "optimizer.weight_decay=0.1"]
+              "trainer.eval_every=5", "trainer.batch_size=8", "optimizer.lr=1e-2", "optimizer.weight_decay=0.1",
+              "scheduler.warmup_steps=2"]
 MODEL = TransformerConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, max_len=32)
 
 
@@ -113,6 +114,52 @@ def test_lora_trains_only_the_adapters_and_new_rows_and_merges_to_the_same_logit
     tokens = torch.tensor([[0, 3, 4, 5, 6, 7]])
     model.eval(), merged.eval()
     assert torch.allclose(model(tokens)[0], merged(tokens)[0], atol=1e-5)
+
+
+def test_every_lora_target_must_name_a_layer(tmp_path):
+    checkpoint(tmp_path, ["1", "2", "+", "="])
+    model = load_pretrained(tmp_path / "init", MODEL, 8, "cpu")
+    with pytest.raises(UserError, match=r"\['qkv', 'prj'\]: prj match no layer peft can adapt .*this model's "
+                                        r"Linear layers: blocks.N.attn.proj, blocks.N.attn.qkv, blocks.N.mlp.0"):
+        prepare(model, MODEL, TransferConfig(lora=LoraConfig(rank=4, target_modules=["qkv", "prj"])), 0, 8)
+    # a name peft matches by its end, as it matches
+    prepare(model, MODEL, TransferConfig(lora=LoraConfig(rank=4, target_modules=["attn.qkv", "mlp.2"])), 0, 8)
+
+
+def test_a_head_learning_rate_on_a_tied_head_is_warned_about(tmp_path, caplog):
+    caplog.set_level("WARNING", logger="msr")
+    checkpoint(tmp_path, ["1", "2", "+", "="])
+    tied = load_pretrained(tmp_path / "init", MODEL, 8, "cpu")
+    transfer = prepare(tied, MODEL, TransferConfig(lr_scale=LearningRateScale(head=100)), 0, 8)
+    assert "finetune.lr_scale.head=100" in caplog.text and "model.tie_embeddings" in caplog.text
+    assert set(transfer.lr_scale.values()) == {1.0}  # what the warning says: nothing takes it
+    caplog.clear()
+    untied = TransformerConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, max_len=32, tie_embeddings=False)
+    transfer = prepare(build_model(untied, 8), untied, TransferConfig(lr_scale=LearningRateScale(head=100)), 0, 8)
+    assert transfer.lr_scale["head.weight"] == 100 and not caplog.text
+
+
+def test_the_logged_learning_rate_is_the_body_s(pretrained, in_tmp):
+    assert run_msr("finetune", f"init={pretrained}", *SMALL_TASK, "scheduler=constant", "scheduler.warmup_steps=0",
+                   "finetune.lr_scale.embeddings=0.1", "finetune.lr_scale.head=3", "hydra.run.dir=ft") == 0
+    logged = [json.loads(line) for line in (in_tmp / "ft/history.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in logged if "lr" in r]
+    assert lrs and all(lr == pytest.approx(1e-2) for lr in lrs)  # optimizer.lr: the body's scale is 1
+
+
+def test_finetune_may_lengthen_learned_positions_and_the_new_ones_train(pretrained, in_tmp, capsys):
+    long = [f"data.{split}.{key}" for split in ("train", "val", "test") for key in ("min_steps=14", "max_steps=16")]
+    args = ["finetune", f"init={pretrained}", *SMALL_TASK, "data.scratchpad=true", *long, "finetune.freeze=embeddings"]
+    assert run_msr(*args, "hydra.run.dir=short") == 2
+    assert "raise model.max_len to at least" in capsys.readouterr().err  # advice that finetune now takes
+    assert run_msr(*args, "model.max_len=96", "hydra.run.dir=ft") == 0
+    init = load_file(str(pretrained / "checkpoints/best/model.safetensors"))["positions"]
+    tuned = load_file(str(in_tmp / "ft/checkpoints/best/model.safetensors"))["positions"]
+    assert tuned.shape == (96, 32) and torch.equal(tuned[:64], init)  # frozen: the old rows as pretrained
+    assert not torch.allclose(tuned[64:70], init.mean(0).expand(6, -1))  # the new rows started at the mean, trained
+    assert json.loads((in_tmp / "ft/checkpoints/best/meta.json").read_text())["model"]["max_len"] == 96
+    assert run_msr(*args, "model.max_len=32", "hydra.run.dir=shorter") == 2
+    assert "model.max_len may grow, not shrink" in capsys.readouterr().err
 
 
 def test_finetune_from_a_pretrained_run_records_its_weights_and_grows_the_vocabulary(pretrained, in_tmp):

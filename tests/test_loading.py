@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import run_msr
 
 from msr.config import ArithConfig, ChainConfig, FilesConfig, ListOpsConfig, LogicConfig, PathsConfig, SplitConfig
 from msr.data import ANSWER_MARK, load_data
@@ -155,7 +156,7 @@ def test_other_formats_read_the_same_examples(fmt, tmp_path, paths):
 def test_text_lines_are_cut_by_the_pattern(tmp_path, paths):
     (tmp_path / "train.txt").write_text("IN: jump twice OUT: I_JUMP I_JUMP\n\nIN: walk OUT: I_WALK\n" * 10)
     cfg = FilesConfig(path=str(tmp_path), format="text", pattern="IN: (?P<input>.*) OUT: (?P<target>.*)",
-                      preprocess="scan", val_ratio=0.0, test_ratio=0.5)
+                      preprocess="scan", val_ratio=0.1, test_ratio=0.4)
     data = load_data(cfg, paths).splits
     assert sum(map(len, data.values())) == 20
     assert {(r["input"], r["target"], r["steps"]) for r in data["train"]} <= {
@@ -179,6 +180,52 @@ def test_a_malformed_jsonl_line_is_named_with_its_number(tmp_path, paths):
     file.write_text('{"input": "a", "target": "b"}\n{"input": "c", "target": "d"}\n{"input": "e" "target": 1}\n')
     with pytest.raises(UserError, match=r"train.jsonl:3: not valid JSON"):
         load_data(FilesConfig(path=str(file)), paths)
+
+
+@pytest.mark.parametrize("bom", [False, True])
+def test_a_bad_jsonl_line_is_reported_at_the_column_python_finds(bom, tmp_path, paths):
+    bad = '{"input": "a", "target": "b", "steps": 1, "x": tru}'
+    file = tmp_path / "train.jsonl"
+    # a byte-order mark is fine for `datasets`, so it must not be what the message blames
+    file.write_bytes(("\ufeff" if bom else "").encode() + f'{{"input": "c", "target": "d"}}\n{bad}\n'.encode())
+    with pytest.raises(json.JSONDecodeError) as python:
+        json.loads(bad)
+    with pytest.raises(UserError, match=rf"train.jsonl:2: not valid JSON \(Expecting value at column "
+                                        rf"{python.value.colno}\)"):
+        load_data(FilesConfig(path=str(file)), paths)
+
+
+def test_a_bad_line_in_a_json_file_is_named_too(tmp_path, paths):
+    file = tmp_path / "train.json"
+    file.write_text('[\n{"input": "c", "target": "d"},\n{"input": "a", "target": "b", "steps": 1, "x": tru}\n]\n')
+    with pytest.raises(UserError, match=r"train.json:3: not valid JSON \(Expecting value at column 48\)"):
+        load_data(FilesConfig(path=str(file), format="json"), paths)
+
+
+def test_a_carved_split_that_would_be_empty_is_refused_with_the_ratio_to_raise(tmp_path, paths):
+    file = write_jsonl(tmp_path / "tiny.jsonl", [{"input": f"x {i}", "target": "y"} for i in range(4)])
+    with pytest.raises(UserError, match=r"^data.val_ratio=0.1 carves 0 of the 4 rows into val; raise "
+                                        r"data.val_ratio to at least 0.13 or give a val file \(data.val_file=\)$"):
+        load_data(FilesConfig(path=str(file)), paths)
+    with pytest.raises(UserError, match=r"^data.test_ratio=0.1 carves 0 of the 4 rows into test; raise "
+                                        r"data.test_ratio to at least 0.13"):
+        load_data(FilesConfig(path=str(file), val_ratio=0.13), paths)
+    data = load_data(FilesConfig(path=str(file), val_ratio=0.13, test_ratio=0.13), paths).splits
+    assert {k: len(v) for k, v in data.items()} == {"train": 2, "val": 1, "test": 1}
+    with pytest.raises(UserError, match=r"^data.path=.*two.jsonl: 2 rows are too few to carve val and test from; "
+                                        r"give val its own file"):
+        load_data(FilesConfig(path=str(write_jsonl(tmp_path / "two.jsonl", [{"input": "a", "target": "b"}] * 2))),
+                  paths)
+
+
+def test_a_corpus_split_that_would_be_empty_is_refused_with_the_ratio_to_raise(tmp_path, paths):
+    (tmp_path / "corpus.txt").write_text("abcdefgh\n")  # 9 characters: val's tenth is the newline
+    with pytest.raises(UserError, match=r"^data.val_ratio=0.1 cuts 1 of the corpus's 9 characters into val, and no "
+                                        r"text; raise data.val_ratio to at least 0.12 or give a val file"):
+        load_data(FilesConfig(path=str(tmp_path / "corpus.txt"), format="text", test_ratio=0.0), paths)
+    data = load_data(FilesConfig(path=str(tmp_path / "corpus.txt"), format="text", val_ratio=0.12, test_ratio=0.0),
+                     paths).splits
+    assert data["val"][0]["text"] == "h\n" and set(data) == {"train", "val"}
 
 
 def test_a_missing_field_lists_the_fields_present(tmp_path, paths):
@@ -257,3 +304,11 @@ def test_a_steps_value_that_is_not_a_number_is_named(tmp_path, paths):
     file = write_jsonl(tmp_path / "train.jsonl", rows)
     with pytest.raises(UserError, match=r"example \d+: steps='two' is not a whole number of steps"):
         load_data(FilesConfig(path=str(file), val_ratio=0.0, test_ratio=0.0), paths)
+
+
+def test_a_data_path_one_folder_too_high_names_the_folder_that_holds_the_file(in_tmp, capsys):
+    (in_tmp / "data/scan").mkdir(parents=True)
+    (in_tmp / "data/scan/tasks_train_simple.txt").write_text("IN: walk OUT: I_WALK\n")
+    assert run_msr("data", "data=scan_simple", "data.path=data") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("does not exist; it is in data/scan: set data.path=data/scan")

@@ -76,8 +76,9 @@ def test_sigterm_also_stops_after_the_step_with_a_checkpoint(in_tmp):
 
 def test_resume_auto_finds_the_newest_unfinished_run_with_the_same_overrides(in_tmp, capsys):
     args = [*SETTINGS, *TINY_MODEL["lstm"]]
+    # a folder of its own, where resume=auto looks: runs started in the same second cannot share it
     with interrupted_at(12):
-        assert run_msr("train", *args) == 130
+        assert run_msr("train", *args, "hydra.run.dir=outputs/train/2026-01-01/00-00-00") == 130
     [folder] = list((in_tmp / "outputs/train").glob("*/*"))
     capsys.readouterr()
     assert run_msr("train", *args, "resume=auto") == 0
@@ -266,3 +267,49 @@ def test_sigkill_at_random_moments_always_resumes(tmp_path):
 
 def run_msr_evaluate_loads(folder) -> bool:
     return msr_process("evaluate", "run=run", "hydra.run.dir=ev", cwd=folder).returncode == 0
+
+
+def test_a_resume_is_recorded_and_reproduce_replays_it(in_tmp, capsys):
+    args = [*SETTINGS, *TINY_MODEL["lstm"], *DROPOUT["lstm"], "hydra.run.dir=run"]
+    with interrupted_at(13):
+        assert run_msr("train", *args) == 130
+    stopped = read_metrics(in_tmp / "run")
+    assert stopped["steps"] == 13 and stopped["parameters"] > 0  # what it reached, though it did not finish
+    capsys.readouterr()
+    assert run_msr("train", "resume=run", "trainer.max_steps=40") == 0
+    assert "the cosine schedule's horizon changed" in capsys.readouterr().err
+    [resume] = [json.loads(line) for line in (in_tmp / "run/resumes.jsonl").read_text().splitlines()]
+    assert resume["step"] == 13 and resume["overrides"] == ["trainer.max_steps=40"]
+    finished = read_metrics(in_tmp / "run")
+    assert finished["steps"] == 40 and finished["parameters"] == stopped["parameters"]
+
+    # the rerun trains to step 13 under the 30-step schedule, then goes on to 40 as the run did
+    assert run_msr("reproduce", "run") == 0
+    out = capsys.readouterr()
+    assert "differs" not in out.out and "trainer.stop_at=13" in out.err
+    [rerun] = list((in_tmp / "outputs/reproduce").glob("*/*"))
+    assert results(rerun) == results(in_tmp / "run")
+    assert (rerun / "checkpoints/last/model.safetensors").read_bytes() == \
+        (in_tmp / "run/checkpoints/last/model.safetensors").read_bytes()
+
+
+def test_ctrl_c_during_reproduce_stops_the_rerun_cleanly(in_tmp):
+    import subprocess
+    import sys
+    import time
+
+    args = [*SETTINGS, *TINY_MODEL["lstm"], "trainer.max_steps=3000", "trainer.eval_every=1000"]
+    assert run_msr("train", *args, "hydra.run.dir=run") == 0
+    # its own process group, as a terminal would start it: Ctrl-C signals that whole group
+    process = subprocess.Popen([sys.executable, "-m", "msr.cli", "reproduce", "run"], cwd=in_tmp,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 60
+    while not list(in_tmp.glob("outputs/reproduce/*/*/history.jsonl")) and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("msr: reproduce interrupted; the rerun's folder is")
+    [rerun] = list(in_tmp.glob("outputs/reproduce/*/*"))
+    metrics = read_metrics(rerun)
+    assert metrics["status"] == "interrupted" and 0 < metrics["steps"] < 3000

@@ -114,9 +114,9 @@ def test_compounding_fit_handles_flat_and_degenerate_tables():
     # Accuracies of 0 are fine: the fit is on accuracies, not their logs.
     zeros = compounding_fit(_table({1: 0.5, 2: 0.0, 3: 0.0}, n=10))
     assert 0 < zeros["p"] <= 1 and np.isfinite(zeros["a"])
-    # All zero: every p fits equally well; report p = 1 (no compounding) and a = 0.
+    # All zero: every p fits equally well, and none says anything: no fit, and why.
     nothing = compounding_fit(_table({1: 0.0, 2: 0.0}, n=10))
-    assert (nothing["a"], nothing["p"]) == (0.0, 1.0)
+    assert "p" not in nothing and "at most 0.05 at every step count" in nothing["no_fit"]
 
 
 def test_classification_report_on_a_hand_worked_example():

@@ -54,7 +54,7 @@ def test_every_built_in_task_trains(task, in_tmp):
 
 
 def test_run_folders_default_to_outputs_command_date_time(in_tmp):
-    assert run_msr("train", *TINY, *TINY_MODEL["gru"], "trainer.max_steps=2") == 0
+    assert run_msr("train", *TINY, *TINY_MODEL["gru"], "trainer.max_steps=3") == 0
     runs = list((in_tmp / "outputs" / "train").glob("*/*"))
     assert len(runs) == 1 and (runs[0] / "metrics.json").is_file()
     date, time = runs[0].parent.name, runs[0].name
@@ -144,12 +144,12 @@ def test_a_diverging_run_is_recorded_as_failed(in_tmp, capsys):
 
 
 def test_a_folder_that_holds_a_run_is_not_reused(in_tmp, capsys):
-    assert run_msr("train", *TINY, *TINY_MODEL["gru"], "trainer.max_steps=2", "hydra.run.dir=run") == 0
+    assert run_msr("train", *TINY, *TINY_MODEL["gru"], "trainer.max_steps=3", "hydra.run.dir=run") == 0
     before = (in_tmp / "run/.hydra/config.yaml").read_text()
-    assert run_msr("train", *TINY, *TINY_MODEL["gru"], "trainer.max_steps=3", "hydra.run.dir=run") == 2
+    assert run_msr("train", *TINY, *TINY_MODEL["gru"], "trainer.max_steps=4", "hydra.run.dir=run") == 2
     assert "hydra.run.dir=run already holds a run" in capsys.readouterr().err
     assert (in_tmp / "run/.hydra/config.yaml").read_text() == before
-    assert read_metrics(in_tmp / "run")["steps"] == 2
+    assert read_metrics(in_tmp / "run")["steps"] == 3
 
 
 def test_sigterm_marks_the_run_interrupted(tmp_path):
@@ -168,7 +168,7 @@ def test_sigterm_marks_the_run_interrupted(tmp_path):
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 143, err
-    assert "msr: interrupted; the run folder is" in err and "Traceback" not in err
+    assert "msr: stopped by SIGTERM; the run folder is" in err and "Traceback" not in err
     metrics = read_metrics(run)
     assert metrics["status"] == "interrupted" and metrics["reason"] == "stopped by SIGTERM"
 

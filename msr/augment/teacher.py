@@ -8,14 +8,19 @@ probability of the whole sequence it wrote: that is the confidence pseudo-labels
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
+from msr.augment import TASK_RECORD
 from msr.augment.operations import OPERATIONS, Context
 from msr.config import DecodeConfig
 from msr.data import ANSWER_MARK, answer_of
+from msr.data.generated import PRESENTATION_KEYS
+from msr.data.tasks import TASKS
 from msr.errors import UserError
 from msr.eval.decoding import decode
 from msr.eval.inference import checkpoint_dir, load_checkpoint
@@ -30,17 +35,91 @@ class Answer:
     confidence: float  # the probability of the whole generated sequence
 
 
+# Keys of a task's config that leave the rule from input to label as it is: how examples are
+# presented, the data's own seed, and each split's size and step range (harder inputs, same rule).
+NOT_LABELLING = (*PRESENTATION_KEYS, "seed", "train", "val", "test")
+
+
+def plain(data) -> dict:
+    """A data config as JSON values (enums as their values), as meta.json and task.json hold it."""
+    return json.loads(json.dumps(data, default=lambda v: getattr(v, "value", str(v))))
+
+
+def recorded_task(folder: Path) -> dict | None:
+    """The built-in task that msr augment rewrote into `folder` (its data/), or None if unknown."""
+    record = folder / TASK_RECORD
+    if record.is_file():
+        return json.loads(record.read_text())["data"]
+    # folders written before task.json existed: the augment run's own config sits above data/
+    config = folder.parent / ".hydra" / "config.yaml"
+    if config.is_file():
+        import yaml
+
+        saved = yaml.safe_load(config.read_text()) or {}
+        data = saved.get("data") or {}
+        if "augment" in saved and data.get("name") in TASKS:
+            return data
+    return None
+
+
+def training_folder(data: dict, directory: Path) -> Path | None:
+    """Where the teacher's data=files read from: data.path as given, which was relative to the
+    directory the teacher was trained in (hydra.runtime.cwd) when it is not found from here.
+    None for data.hub, which no msr augment wrote."""
+    if not data.get("path") or data.get("hub"):
+        return None
+    path = Path(data["path"]).expanduser()
+    if not path.is_absolute() and not path.exists():
+        for folder in [directory, *directory.parents][:4]:
+            hydra = folder / ".hydra" / "hydra.yaml"
+            if hydra.is_file():
+                import yaml
+
+                cwd = ((yaml.safe_load(hydra.read_text()) or {}).get("hydra", {}).get("runtime", {}).get("cwd"))
+                if cwd:
+                    path = Path(cwd) / path
+                break
+    return path if path.is_dir() else path.parent
+
+
+def check_task(run: str, directory: Path, trained_on: dict, wanted: dict) -> None:
+    """Refuse a teacher whose answers follow another rule than the data's: another task, or the
+    same task with settings that change its labels (data.modulus, ...). A teacher trained on
+    data=files is judged by the task those files were written from, where msr augment recorded it."""
+    task, origin = trained_on, ""
+    if trained_on.get("name") not in TASKS and wanted["name"] in TASKS and trained_on.get("name") == "files":
+        folder = training_folder(trained_on, directory)
+        task = recorded_task(folder) if folder is not None else None
+        if task is None:
+            raise UserError(f"augment.teacher={run} was trained on data=files at {folder or trained_on.get('hub')}, "
+                            f"which records no task "
+                            f"({TASK_RECORD}, written by msr augment), so nothing says its labels follow "
+                            f"data={wanted['name']}'s rule: use a run trained on data={wanted['name']} or on "
+                            f"a folder written by msr augment data={wanted['name']}")
+        origin = f" (its data=files at {folder} were written from data={task.get('name')})"
+    if task.get("name") != wanted["name"]:
+        raise UserError(f"augment.teacher={run} was trained on data={task.get('name')}, not data={wanted['name']}; "
+                        f"its answers would be for another task{origin}: use a run trained on data={wanted['name']}")
+    if wanted["name"] not in TASKS:  # free text has no settings that make a rule: its files are its labels
+        return
+    before, now = plain(task), plain(wanted)
+    for key in sorted(set(before) | set(now)):
+        if key not in NOT_LABELLING and before.get(key) != now.get(key):
+            raise UserError(f"augment.teacher={run} was trained with data.{key}={before.get(key)}, not "
+                            f"data.{key}={now.get(key)}; its answers would follow another rule{origin}: use a "
+                            f"teacher trained with data.{key}={now.get(key)}")
+
+
 class Teacher:
-    def __init__(self, run: str, data_name: str, device):
+    def __init__(self, run: str, data: dict, device):
+        """`data`: the data config (as a dict) that the teacher is to label examples of."""
         directory = checkpoint_dir(run, "best")
         self.model, self.tokenizer, meta = load_checkpoint(directory, device)
         if meta.get("objective") != "supervised":
             raise UserError(f"augment.teacher={run} is a language model (msr pretrain); a teacher answers "
                             f"inputs, so it must be a run of msr train or msr finetune")
-        if meta.get("task") != data_name:
-            raise UserError(f"augment.teacher={run} was trained on data={meta.get('task')}, not data={data_name}; "
-                            f"its answers would be for another task: use a run trained on data={data_name}")
         trained_on = meta["config"]["data"]
+        check_task(run, directory.resolve(), trained_on, data)
         self.template = trained_on.get("template", "{input}")
         self.device = device
 
@@ -61,7 +140,8 @@ class Teacher:
         unknown = sum(ids.count(self.tokenizer.unk_id) for ids in prompts)
         if unknown:
             log.warning("the teacher's vocabulary lacks %d symbols of these inputs (read as <unk>)", unknown)
-        decoded = decode(self.model, prompts, self.tokenizer.eos_id, DecodeConfig(), self.device)
+        decoded = decode(self.model, prompts, self.tokenizer.eos_id, DecodeConfig(), self.device,
+                         banned=(self.tokenizer.pad_id, self.tokenizer.unk_id, self.tokenizer.sep_id))
         answers = []
         for [best] in decoded:
             text = self.tokenizer.decode(best.ids)

@@ -13,13 +13,12 @@ import shlex
 import signal
 import sys
 
-from msr.errors import TrainingFailed, UserError
+from msr.errors import Stopped, Terminated, TrainingFailed, UserError
 
 log = logging.getLogger("msr")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the run is so that it unwinds like Ctrl-C."""
+# The terminal gets the reason as one `msr: error:` line on stderr; msr.log gets it too, but the
+# console handler skips records marked so, or the terminal would show it twice.
+LOG_FILE_ONLY = {"file_only": True}
 
 
 def _terminate(signum, frame) -> None:
@@ -47,15 +46,17 @@ def run_command(command: str, cfg) -> dict:
             atomic_write(run.path / "metrics.json", lambda f: f.write(record_before))
         else:
             run.end("failed", reason=str(err))
+        log.error("msr: error: %s", err, extra=LOG_FILE_ONLY)
         sys.stderr.write(f"msr: error: {err}\n")
         sys.exit(2 if isinstance(err, UserError) else 1)
     except KeyboardInterrupt as stop:
-        terminated = isinstance(stop, Terminated)
-        run.end("interrupted", reason="stopped by SIGTERM" if terminated else "interrupted by the user (Ctrl-C)")
+        stop = stop if isinstance(stop, Stopped) else Stopped()
+        run.end("interrupted", reason=stop.reason)
         resumable = (run.checkpoints / "last").is_dir()
         hint = f"; resume with: msr {command} resume={run.path}" if resumable else ""
-        sys.stderr.write(f"msr: interrupted; the run folder is {run.path}{hint}\n")
-        sys.exit(143 if terminated else 130)
+        log.warning("msr: %s; the run folder is %s%s", stop.reason, run.path, hint, extra=LOG_FILE_ONLY)
+        sys.stderr.write(f"msr: {stop.reason}; the run folder is {run.path}{hint}\n")
+        sys.exit(stop.exit_code)
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
             raise
@@ -69,6 +70,7 @@ def run_command(command: str, cfg) -> dict:
         sys.exit(1)
     except Exception as err:  # a bug, not a user mistake: keep the traceback
         run.end("failed", reason=f"{type(err).__name__}: {err}")
+        log.error("msr %s crashed", command, exc_info=err, extra=LOG_FILE_ONLY)  # the traceback follows on stderr
         raise RuntimeError(f"msr {command} crashed; the run folder is {run.path}") from err
     finally:
         signal.signal(signal.SIGTERM, previous)

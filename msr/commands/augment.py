@@ -14,10 +14,12 @@ import logging
 import random
 import shutil
 from collections import Counter
+from dataclasses import asdict
 
 from rich.console import Console
 from rich.table import Table
 
+from msr.augment import TASK_RECORD
 from msr.augment.operations import OPERATIONS, Context, label_preserving, supported
 from msr.config import to_object
 from msr.data import content_fingerprint, load_data, quiet_datasets
@@ -87,7 +89,7 @@ def run(dict_cfg, run: RunDir) -> dict:
         from msr.augment.teacher import Teacher, adversarial_search
         from msr.device import resolve_device
 
-        teacher = Teacher(options.teacher, cfg.data.name, resolve_device(cfg.device.type))
+        teacher = Teacher(options.teacher, asdict(cfg.data), resolve_device(cfg.device.type))
         if options.pseudo_labels:
             report["pseudo_labels"] = pseudo_label(teacher, cfg, out)
         if options.adversarial:
@@ -98,8 +100,15 @@ def run(dict_cfg, run: RunDir) -> dict:
                     if out.add("adversarial", record, i, teacher_answer=answer, edits=applied):
                         break
 
+    if not out.rows:  # a folder with an empty split trains on nothing; say why instead
+        tried = "; ".join(f"{op}: " + ", ".join(f"{n} {k}" for k, n in c.items() if k != "tried")
+                          for op, c in out.counts.items()) or "no new example was made"
+        raise UserError(f"the augmented {options.split} split would be empty ({tried}); nothing was written: keep "
+                        f"the originals (augment.keep_original=true) or ask for more (augment.copies, "
+                        f"augment.pseudo_labels with a lower augment.confidence, augment.adversarial)")
     splits = {split: (out.rows if split == options.split else rows) for split, rows in data.splits.items()}
-    folder = write(run, splits)
+    task = asdict(cfg.data) if cfg.data.name in TASKS else None  # free text's labels follow no recorded rule
+    folder = write(run, splits, task)
     counts = {op: dict(c) for op, c in out.counts.items()}
     show(cfg.data.name, options.split, len(source), len(out.rows), counts)
     log.info("wrote %s (train on it with: data=files data.path=%s)", folder, folder)
@@ -136,8 +145,9 @@ def pseudo_label(teacher, cfg, out: Output) -> dict:
     return {"inputs": len(fresh), "confident": confident, "kept": kept, "right": right}
 
 
-def write(run: RunDir, splits: dict[str, list[dict]]):
-    """RUN/data/<split>.jsonl and the same as an Arrow DatasetDict, written whole or not at all."""
+def write(run: RunDir, splits: dict[str, list[dict]], task: dict | None = None):
+    """RUN/data/<split>.jsonl and the same as an Arrow DatasetDict, written whole or not at all;
+    with `task` (the built-in task's data config), TASK_RECORD too."""
     from datasets import Dataset, DatasetDict
 
     quiet_datasets()
@@ -148,6 +158,9 @@ def write(run: RunDir, splits: dict[str, list[dict]]):
     DatasetDict({split: Dataset.from_list(rows) for split, rows in table.items()}).save_to_disk(str(tmp))
     for split, rows in table.items():
         atomic_write(tmp / f"{split}.jsonl", lambda f, rows=rows: f.writelines(json.dumps(r) + "\n" for r in rows))
+    if task is not None:
+        record = json.dumps({"data": task}, indent=2, default=lambda v: getattr(v, "value", str(v)))
+        atomic_write(tmp / TASK_RECORD, lambda f: f.write(record + "\n"))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder

@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from msr.config import to_object
+from msr.config import TaskConfig, to_object
 from msr.data import load_data
-from msr.data.summary import summarize
+from msr.data.summary import repeats_warning, summarize
 from msr.data.tokenizer import TextTokenizer
 from msr.runs import RunDir, atomic_write
 
@@ -30,6 +30,11 @@ def run(dict_cfg, run: RunDir) -> dict:
                                     cfg.data.tokenizer, cfg.data.vocab_size)
     summary = summarize(data, tokenizer)
     show(cfg.data.name, data, summary, cfg.examples)
+    if not data.corpus:
+        for split, counts in summary["splits"].items():
+            warning = repeats_warning(split, counts, isinstance(cfg.data, TaskConfig))
+            if warning:
+                log.warning(warning)
     if cfg.export:
         folder = run.path / "data"
         folder.mkdir(exist_ok=True)
@@ -55,13 +60,15 @@ def show(name: str, data, summary: dict, examples: int) -> None:
     def spread(p: dict) -> str:
         return f"{p['p50']} / {p['p90']} / {p['p99']} / {p['max']}"
 
-    table = Table("split", "examples", "input tokens p50/p90/p99/max", "target tokens p50/p90/p99/max",
-                  "unknown", title=f"{name}: vocabulary {summary['vocab_size']} tokens")
+    table = Table("split", "examples", "distinct inputs", "input tokens p50/p90/p99/max",
+                  "target tokens p50/p90/p99/max", "unknown",
+                  title=f"{name}: vocabulary {summary['vocab_size']} tokens")
     for split, s in splits.items():
-        table.add_row(split, f"{s['examples']:,}", spread(s["input_tokens"]), spread(s["target_tokens"]),
-                      str(s["unknown_tokens"]))
+        table.add_row(split, f"{s['examples']:,}", f"{s['distinct_inputs']:,}", spread(s["input_tokens"]),
+                      spread(s["target_tokens"]), str(s["unknown_tokens"]))
     out.print(table)
-    counts_table("steps", "steps histogram", splits, out)
+    counts_table("steps", "steps histogram: examples / distinct inputs", splits, out,
+                 distinct="distinct_inputs_by_steps")
     counts_table("labels", "labels (share of split)", splits, out, share=True)
     overlap = ", ".join(f"{pair.replace('/', ' in ')}: {n}" for pair, n in summary["overlap"].items())
     out.print(f"overlap of inputs between splits: {overlap or 'nothing to compare'}")
@@ -71,7 +78,7 @@ def show(name: str, data, summary: dict, examples: int) -> None:
             out.print(f"[bold]{split}[/]{steps} " + escape(f"{r['input']!r} -> {r['target']!r}"), highlight=False)
 
 
-def counts_table(key: str, title: str, splits: dict, out, share: bool = False) -> None:
+def counts_table(key: str, title: str, splits: dict, out, share: bool = False, distinct: str = "") -> None:
     if not all(key in s for s in splits.values()):
         return
     values = sorted({v for s in splits.values() for v in s[key]}, key=lambda v: (len(v), v) if key == "steps" else v)
@@ -80,6 +87,7 @@ def counts_table(key: str, title: str, splits: dict, out, share: bool = False) -
         cells = []
         for s in splits.values():
             n = s[key].get(v, 0)
-            cells.append(f"{n / s['examples']:.1%}" if share else f"{n:,}")
+            cell = f"{n / s['examples']:.1%}" if share else f"{n:,}"
+            cells.append(f"{cell} / {s[distinct].get(v, 0):,}" if distinct else cell)
         table.add_row(v, *cells)
     out.print(table)

@@ -27,6 +27,7 @@ from msr.eval import scores
 from msr.eval.decoding import decode
 from msr.eval.inference import load_models
 from msr.eval.metrics import evaluate
+from msr.eval.seen import seen_inputs
 from msr.runs import RunDir, atomic_write
 
 log = logging.getLogger("msr")
@@ -39,11 +40,19 @@ def run(dict_cfg, run: RunDir) -> dict:
     device = resolve_device(cfg.device.type)
     runs = check_runs("run", cfg.run)
     model, tokenizer, meta = load_models(runs, cfg.checkpoint, device)
-    data = load_data(cfg.data, cfg.paths)
+    if meta.get("objective") == "lm":
+        raise UserError(f"run={runs[0]} is a language model (msr pretrain), never taught to answer, so its exact "
+                        f"match would say nothing; its validation loss and perplexity are in its metrics.json. "
+                        f"Fine-tune it first: msr finetune init={runs[0]}")
+    # A split drawn now (other steps, sizes, data) must not share an input with what the runs trained on.
+    seen = seen_inputs(runs, cfg.split, cfg.paths)
+    data = load_data(cfg.data, cfg.paths, exclude=seen.inputs if cfg.split != "train" else None, split=cfg.split)
     if data.corpus or cfg.split not in data.splits:
         raise UserError(f"data={cfg.data.name} has no {cfg.split} split of input -> target examples")
     rows = data.splits[cfg.split][: cfg.limit or None]
+    held_out = held_out_record(data, seen, cfg)
     encoded = encode(rows, tokenizer).to(device)
+    check_fits(encoded, getattr(model, "max_len", None), cfg.split)
     if encoded.unknown_tokens:
         log.warning("%d symbols of the %s split are not in the run's vocabulary and map to <unk>",
                     encoded.unknown_tokens, cfg.split)
@@ -51,7 +60,8 @@ def run(dict_cfg, run: RunDir) -> dict:
     teacher_forced = evaluate(model, encoded, cfg.decode.batch_size)
     t0 = time.perf_counter()
     prompts = [ids + [tokenizer.sep_id] for ids in tokenizer.encode_batch([r["input"] for r in rows])]
-    decoded = decode(model, prompts, tokenizer.eos_id, cfg.decode, device, cfg.seed)
+    decoded = decode(model, prompts, tokenizer.eos_id, cfg.decode, device, cfg.seed,
+                     banned=(tokenizer.pad_id, tokenizer.unk_id, tokenizer.sep_id))
     decode_seconds = time.perf_counter() - t0
     chosen = [vote([tokenizer.decode(d.ids) for d in samples]) for samples in decoded]
     predictions = [text for text, _, _ in chosen]
@@ -59,12 +69,13 @@ def run(dict_cfg, run: RunDir) -> dict:
     logprobs = [samples[index].logprob for samples, (_, _, index) in zip(decoded, chosen)]
     correct = [same(p, r["target"]) for p, r in zip(predictions, rows)]
 
-    report = build_report(cfg, rows, predictions, correct, teacher_forced)
+    report = build_report(cfg, rows, predictions, correct, teacher_forced, seen.chance)
     summary = {
         "source_runs": runs,
         "checkpoint": cfg.checkpoint,
         "split": cfg.split,
         "examples": len(rows),
+        **({"held_out": held_out} if held_out else {}),
         **report,
         "decode": {"strategy": cfg.decode.strategy.value, "seconds": round(decode_seconds, 3),
                    "tokens_per_second": round(sum(len(s[0].ids) + 1 for s in decoded) / max(decode_seconds, 1e-9), 1)},
@@ -80,6 +91,28 @@ def run(dict_cfg, run: RunDir) -> dict:
     return summary
 
 
+def check_fits(encoded, limit: int | None, split: str) -> None:
+    """A Transformer reads at most model.max_len tokens: longer examples are refused, never cut."""
+    over = int((encoded.lengths > limit).sum()) if limit is not None and len(encoded) else 0
+    if over:
+        raise UserError(f"{over} of the {len(encoded)} {split} examples are longer than the run's model.max_len="
+                        f"{limit} tokens (the longest has {int(encoded.lengths.max())}); evaluate on shorter ones, "
+                        f"e.g. a lower data.{split}.max_steps")
+
+
+def held_out_record(data, seen, cfg) -> dict | None:
+    """How the evaluated split was kept apart from the runs' training data, counted again on
+    the examples themselves (not assumed from how they were drawn)."""
+    if cfg.split == "train":
+        return None
+    raw = data.raw[cfg.split][: cfg.limit or None]
+    overlap = sum(r["input"] in seen.inputs for r in raw)
+    if data.excluded:
+        log.info("%s: %d drawn examples were inputs the evaluated run(s) trained on and were left out; %d of the "
+                 "%d %s inputs are in their training data", cfg.split, data.excluded, overlap, len(raw), cfg.split)
+    return {"overlap": overlap, "excluded": data.excluded, "training_inputs": len(seen.inputs), "runs": seen.runs}
+
+
 def vote(samples: list[str]) -> tuple[str, int, int]:
     """The majority final answer over the samples (self-consistency): the first sample that
     gives it, its votes and its index; with one sample, that sample."""
@@ -93,7 +126,8 @@ def same(prediction: str, target: str) -> bool:
     return prediction.split() == target.split()
 
 
-def build_report(cfg, rows: list[dict], predictions, correct: list[bool], teacher_forced: dict) -> dict:
+def build_report(cfg, rows: list[dict], predictions, correct: list[bool], teacher_forced: dict,
+                 chance: float | None) -> dict:
     split = cfg.split
     n = len(rows)
     metrics = {
@@ -112,7 +146,7 @@ def build_report(cfg, rows: list[dict], predictions, correct: list[bool], teache
         "metrics": metrics,
         "accuracy_by_steps": {k: v["accuracy"] for k, v in detail.items()},
         "steps_detail": detail,
-        "compounding_fit": scores.compounding_fit(detail),
+        "compounding_fit": scores.compounding_fit(detail, chance),
     }
     labels = set(targets)
     if len(labels) <= MAX_LABELS and not any(ANSWER_MARK in t for t in targets):
@@ -150,7 +184,7 @@ def show(summary: dict) -> None:
         out.print(steps)
     fit = summary["compounding_fit"]
     if fit:
-        out.print(f"error compounding: accuracy ≈ {fit['a']:.3f} · {fit['p']:.3f}^steps (weighted R² {fit['r2']:.3f})")
+        out.print(f"error compounding: {scores.describe_fit(fit)}")
     if "classification" in summary:
         report = summary["classification"]
         confusion = report["confusion"]

@@ -53,7 +53,13 @@ def run(dict_cfg, run: RunDir) -> dict:
     weights_sha256 = hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest()
     log.info("init: %s (step %s, %s objective, weights sha256 %s)", source, init.get("step"),
              init.get("objective"), weights_sha256[:12])
-    transfer = prepare(model, cfg.model, cfg.finetune, len(new), tokenizer.vocab_size)
+    new_positions = 0
+    if getattr(cfg.model, "positions", None) == "learned":
+        new_positions = cfg.model.max_len - init["model"]["max_len"]
+        if new_positions:
+            log.info("positions: %d from init, %d new (model.max_len %d -> %d), started at their mean; they train",
+                     init["model"]["max_len"], new_positions, init["model"]["max_len"], cfg.model.max_len)
+    transfer = prepare(model, cfg.model, cfg.finetune, len(new), tokenizer.vocab_size, new_positions)
     _, trainer, result = train_model(cfg, dict_cfg, run, tokenizer, data, device, "supervised", transfer)
     summary = test_and_summarize(transfer.export(), trainer, result, data, splits, cfg, run, device)
     summary["init"] = {"checkpoint": str(source), "step": init.get("step"), "weights_sha256": weights_sha256,
@@ -62,11 +68,16 @@ def run(dict_cfg, run: RunDir) -> dict:
 
 
 def check_architecture(saved: dict, wanted: dict, init: str) -> None:
-    """The init run's model, unchanged but for dropout: other settings would not fit its weights,
-    or (heads, shared layers) would load them silently into another computation. (`model=` itself
-    is checked by the command line, before composing.)"""
+    """The init run's model, unchanged but for dropout and a longer max_len (positions past the
+    init run's are new rows, as new symbols are; sinusoidal ones are computed): other settings
+    would not fit its weights, or (heads, shared layers) would load them silently into another
+    computation. (`model=` itself is checked by the command line, before composing.)"""
     for key, value in saved.items():
         now = getattr(wanted.get(key), "value", wanted.get(key))  # an enum's value, as meta.json holds it
-        if key != "dropout" and now != value:
+        if key == "max_len" and now < value:
+            raise UserError(f"model.max_len={now}, but init={init} was trained with {value}; model.max_len may "
+                            f"grow, not shrink: leave it out or raise it")
+        if key not in ("dropout", "max_len") and now != value:
             raise UserError(f"model.{key}={now}, but init={init} was trained with {value}; a fine-tuned "
-                            f"model keeps the init run's architecture (only model.dropout may change)")
+                            f"model keeps the init run's architecture (only model.dropout may change), though "
+                            f"model.max_len may grow")

@@ -23,7 +23,7 @@ from msr.device import resolve_device
 from msr.errors import UserError
 from msr.eval.metrics import evaluate
 from msr.models import build_model, count_parameters
-from msr.runs import RunDir, interactive
+from msr.runs import RunDir, interactive, saved_overrides
 from msr.train.checkpoint import (latest_checkpoint, load_meta, load_tokenizer, load_trainer_state,
                                   load_training_weights, save_checkpoint)
 from msr.train.loop import Trainer, fit
@@ -57,6 +57,7 @@ def check_lengths(data: dict, max_len: int | None) -> None:
 
 # settings that shape the optimizer's parameter groups and rates: its saved state is for them
 FIXED_ON_RESUME = ("optimizer", "finetune")
+HORIZON_SCHEDULES = ("cosine", "linear")  # they decay over trainer.max_steps
 
 
 def restore(folder: Path, model, tokenizer, optimizer, scheduler, cfg, dict_cfg, device) -> dict | None:
@@ -82,8 +83,21 @@ def restore(folder: Path, model, tokenizer, optimizer, scheduler, cfg, dict_cfg,
         raise UserError(f"resume={folder}: the run already reached trainer.max_steps={cfg.trainer.max_steps}")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    horizon = saved.get("trainer", {}).get("max_steps")
+    if horizon != cfg.trainer.max_steps and cfg.scheduler.name in HORIZON_SCHEDULES:
+        log.warning("trainer.max_steps is %d now, %s before: the %s schedule's horizon changed with it, so from step "
+                    "%d the learning rate follows the new curve (not the one the run started on)",
+                    cfg.trainer.max_steps, horizon, cfg.scheduler.name, state["step"])
     log.info("resuming %s from %s", folder, source.name)
     return state
+
+
+def resume_overrides(folder: Path) -> list[str]:
+    """The overrides this resume added to those the run started with."""
+    from hydra.core.hydra_config import HydraConfig
+
+    saved = saved_overrides(folder)
+    return [o for o in HydraConfig.get().overrides.task if o not in saved and not o.startswith("resume=")]
 
 
 def train_model(cfg, dict_cfg, run: RunDir, tokenizer: TextTokenizer, data: dict, device, objective: str,
@@ -95,6 +109,7 @@ def train_model(cfg, dict_cfg, run: RunDir, tokenizer: TextTokenizer, data: dict
         transfer = Transfer(build_model(cfg.model, tokenizer.vocab_size).to(device), lr_scale={})
         log.info("model %s: %s parameters on %s", cfg.model.name, f"{count_parameters(transfer.model):,}", device)
     model = transfer.model
+    run.progress["parameters"] = count_parameters(model)
     optimizer = build_optimizer(cfg.optimizer, model, transfer.lr_scale, no_decay=transfer.new_rows)
     scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.trainer.max_steps)
     trainer = Trainer(model, optimizer, scheduler, cfg.trainer, device)
@@ -102,6 +117,7 @@ def train_model(cfg, dict_cfg, run: RunDir, tokenizer: TextTokenizer, data: dict
             "objective": objective, "config": OmegaConf.to_container(dict_cfg, resolve=True)}
 
     def save(name: str, state: dict) -> None:
+        run.progress["steps"] = state["step"]  # what a resume would go on from
         trainer_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **state}
         save_checkpoint(run.checkpoints / name, transfer.export(), tokenizer, {**meta, "step": state["step"],
                         "metrics": state["metrics"]}, trainer_state, keep=cfg.trainer.keep_last if name == "last" else 1,
@@ -110,7 +126,10 @@ def train_model(cfg, dict_cfg, run: RunDir, tokenizer: TextTokenizer, data: dict
     resume = None
     if cfg.resume:
         resume = restore(Path(cfg.resume), model, tokenizer, optimizer, scheduler, cfg, dict_cfg, device)
-        run.truncate_history(resume["step"] if resume else 0)  # what was logged after the checkpoint is done again
+        step = resume["step"] if resume else 0
+        run.truncate_history(step)  # what was logged after the checkpoint is done again
+        run.record_resume(step, resume_overrides(run.path))
+        run.progress["steps"] = step
     result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, run.log_history, save,
                  interactive=interactive(), resume=resume, language_model=objective == "lm")
     load_training_weights(run.checkpoints / "best", model, device)
@@ -140,10 +159,18 @@ def task_splits(cfg, command: str) -> dict[str, list[dict]]:
 
 def encode_splits(splits: dict[str, list[dict]], tokenizer: TextTokenizer, cfg, device) -> dict:
     """Each split as padded tensors on `device`, refused if the model cannot take its lengths."""
+    from msr.config import TaskConfig
+    from msr.data.summary import input_counts, repeats_warning
+
     data = {name: encode(records, tokenizer).to(device) for name, records in splits.items()}
+    counts = {name: input_counts(records) for name, records in splits.items()}
     log.info("data %s: %s; vocabulary %d tokens (%s)", cfg.data.name,
-             ", ".join(f"{name} {len(split)}" for name, split in data.items()), tokenizer.vocab_size,
-             cfg.data.tokenizer.value)
+             ", ".join(f"{name} {c['examples']:,} rows ({c['distinct_inputs']:,} distinct inputs)"
+                       for name, c in counts.items()), tokenizer.vocab_size, cfg.data.tokenizer.value)
+    for name, c in counts.items():
+        warning = repeats_warning(name, c, isinstance(cfg.data, TaskConfig))
+        if warning:
+            log.warning(warning)
     for name, split in data.items():
         if split.unknown_tokens:
             log.warning("%s: %d symbols are not in the training vocabulary and map to <unk>", name,

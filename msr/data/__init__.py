@@ -29,9 +29,11 @@ def answer_of(text: str) -> str:
 @dataclass
 class DataSplits:
     name: str
-    splits: dict[str, list[dict]]
+    splits: dict[str, list[dict]]  # as the model sees them: template applied, scratchpad joined in
     corpus: bool = False
     overlap: dict[str, int] = field(default_factory=dict)  # "val/train": inputs found in both
+    raw: dict[str, list[dict]] = field(default_factory=dict)  # as the task or the files give them
+    excluded: int = 0  # examples left out because they were in load_data's `exclude`
 
 
 def quiet_datasets() -> None:
@@ -42,23 +44,38 @@ def quiet_datasets() -> None:
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its read errors reach the user as ours
 
 
-def load_data(cfg, paths) -> DataSplits:
+def load_data(cfg, paths, exclude: set[str] | None = None, split: str = "test") -> DataSplits:
+    """Every split of the data; with `exclude` (inputs a model has seen), only the held-out
+    `split`, none of whose inputs is in `exclude`: a task draws it anew around them (exactly the
+    split it always draws when none of them would have been drawn), files leave them out."""
     from msr.config import TaskConfig
 
     quiet_datasets()
 
     cache = Path(paths.cache).expanduser()
-    if isinstance(cfg, TaskConfig):
+    excluded = 0
+    if isinstance(cfg, TaskConfig) and exclude is not None:
+        from msr.data.splits import draw
+
+        drawn = draw(cfg, exclude, until=split)
+        raw, excluded = {split: drawn.splits[split]}, drawn.excluded
+    elif isinstance(cfg, TaskConfig):
         from msr.data.generated import load_generated
 
-        raw = {split: table.to_list() for split, table in load_generated(cfg, cache).items()}
+        raw = {name: table.to_list() for name, table in load_generated(cfg, cache).items()}
     else:
         from msr.data.files import load_files
 
         raw = load_files(cfg, cache)
+        if exclude is not None and not getattr(cfg, "is_corpus", False) and split in raw:
+            kept = [r for r in raw[split] if r["input"] not in exclude]
+            raw, excluded = {split: kept}, len(raw[split]) - len(kept)
+            if not kept:
+                raise UserError(f"data {cfg.name}: every {split} example is an input the evaluated run(s) "
+                                f"trained on; evaluate on other data")
     if getattr(cfg, "is_corpus", False):
-        return DataSplits(cfg.name, raw, corpus=True)
-    data = DataSplits(cfg.name, {split: present(rows, cfg) for split, rows in raw.items()})
+        return DataSplits(cfg.name, raw, corpus=True, raw=raw)
+    data = DataSplits(cfg.name, {name: present(rows, cfg) for name, rows in raw.items()}, raw=raw, excluded=excluded)
     data.overlap = overlap(data.splits)
     for pair, count in data.overlap.items():
         if count:

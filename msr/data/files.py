@@ -82,27 +82,50 @@ def split_files(cfg, root: Path) -> dict[str, Path]:
                         f"there, or name it with data.train_file=")
     for split, file in named.items():
         if not file.is_file():
-            raise UserError(f"data.{split}_file: {file} does not exist")
+            below = sorted(folder.glob(f"*/{file.name}"))  # data.path one level too high, e.g. at shared/data
+            hint = f"; it is in {below[0].parent}: set data.path={below[0].parent}" if below else ""
+            raise UserError(f"data.{split}_file: {file} does not exist{hint}")
     return named
 
 
-def diagnose(file: Path, fmt: str, err: Exception) -> str:
-    """Why `datasets` could not read a file, as one line; for JSON Lines, the first bad line."""
+def diagnose(file: Path, fmt, err: Exception) -> str:
+    """Why `datasets` could not read a file, as one line; for JSON, the first bad line and its column."""
+    fmt = getattr(fmt, "value", fmt)  # a str Enum formats as FileFormat.json
     if file.stat().st_size == 0:
         return f"{file} is empty; an empty split cannot be used"
-    if fmt == "jsonl":
-        with open(file, encoding="utf-8", errors="replace") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as bad:
-                    return f"{file}:{number}: not valid JSON ({bad.msg} at column {bad.colno}); fix or remove that line"
-                if not isinstance(value, dict):
-                    return f"{file}:{number}: each line must be a JSON object, not {type(value).__name__}"
+    if fmt in ("jsonl", "json"):
+        # as `datasets` reads it: a byte-order mark is skipped, and only \n ends a line (a lone \r
+        # is JSON whitespace), so line numbers and columns are those of the file
+        text = file.read_bytes().decode("utf-8-sig", errors="replace")
+        bad_line = first_bad_json(text, whole=fmt == "json" and text.lstrip().startswith("["))
+        if bad_line:
+            return f"{file}:{bad_line}"
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return f"cannot read {file} as {fmt} ({first}); check data.format"
+
+
+def first_bad_json(text: str, whole: bool) -> str | None:
+    """The first fault as "LINE: what is wrong", with the column Python's json reports; None if
+    every line (or, `whole`, the one document) parses."""
+    def invalid(bad: json.JSONDecodeError, number: int) -> str:
+        return f"{number}: not valid JSON ({bad.msg} at column {bad.colno}); fix or remove that line"
+
+    if whole:
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as bad:
+            return invalid(bad, bad.lineno)
+        return None
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as bad:
+            return invalid(bad, number)
+        if not isinstance(value, dict):
+            return f"{number}: each line must be a JSON object, not {type(value).__name__}"
+    return None
 
 
 def parse_lines(table, pattern: str, file: Path):
@@ -167,12 +190,18 @@ def carve(data: dict[str, list[dict]], cfg) -> dict[str, list[dict]]:
     missing = [split for split in ("val", "test") if split not in data]
     if not missing:
         return data
+    total = len(data["train"])
+    for split in missing:  # every command needs every split: an empty one is refused here, for all alike
+        ratio = getattr(cfg, f"{split}_ratio")
+        if round(total * ratio) == 0:
+            raise UserError(empty_carve(cfg, split, ratio, f"carves 0 of the {total} rows into {split}",
+                                        lambda r: round(total * r) >= 1 and total - round(total * r) >= len(missing),
+                                        f"{total} rows are too few to carve {' and '.join(missing)} from"))
     train = list(data["train"])
     random.Random(cfg.seed).shuffle(train)
     for split in missing:
-        count = round(len(data["train"]) * getattr(cfg, f"{split}_ratio"))
-        if count:
-            data[split], train = train[:count], train[count:]
+        count = round(total * getattr(cfg, f"{split}_ratio"))
+        data[split], train = train[:count], train[count:]
     if not train:
         raise UserError("data: nothing left for training after carving val/test; lower data.val_ratio/test_ratio")
     data["train"] = train
@@ -185,9 +214,36 @@ def split_corpus(tables: dict, cfg) -> dict[str, list[dict]]:
     if set(texts) == {"train"}:
         text = texts.pop("train")
         n = len(text)
-        cuts = [0, int(n * (1 - cfg.val_ratio - cfg.test_ratio)), int(n * (1 - cfg.test_ratio)), n]  # as nanoGPT
-        texts = {split: text[a:b] for split, a, b in zip(("train", "val", "test"), cuts, cuts[1:]) if b > a}
+
+        def cut(val: float, test: float) -> dict[str, str]:
+            cuts = [0, int(n * (1 - val - test)), int(n * (1 - test)), n]  # as nanoGPT
+            return {split: text[a:b] for split, a, b in zip(("train", "val", "test"), cuts, cuts[1:])}
+
+        texts = cut(cfg.val_ratio, cfg.test_ratio)
+        for split in ("val", "test"):  # a ratio of 0 asks for no such split; any other, for some text
+            ratio = getattr(cfg, f"{split}_ratio")
+            if ratio and not texts[split].strip():
+                def has_text(r: float, split=split) -> bool:
+                    ratios = {"val": cfg.val_ratio, "test": cfg.test_ratio, split: r}
+                    return all(t.strip() for s, t in cut(ratios["val"], ratios["test"]).items() if ratios.get(s, 1))
+                raise UserError(empty_carve(cfg, split, ratio, f"cuts {len(texts[split])} of the corpus's {n} "
+                                            f"characters into {split}, and no text", has_text,
+                                            f"the corpus ({n} characters) is too short to cut into splits"))
+        texts = {split: t for split, t in texts.items() if split == "train" or getattr(cfg, f"{split}_ratio")}
     for split, text in texts.items():
         if not text.strip():
             raise UserError(f"data.path={cfg.path}: the {split} split of the corpus is empty")
     return {split: [{"text": text}] for split, text in texts.items()}
+
+
+def empty_carve(cfg, split: str, ratio: float, what: str, works, too_few: str) -> str:
+    """The one-line refusal of a carved split left empty: the smallest ratio that `works`
+    (on a grid of two significant digits, keeping val + test < 1), or say the data is too small."""
+    other = cfg.test_ratio if split == "val" else cfg.val_ratio
+    grid = sorted({m / 10 ** e for e in range(2, 10) for m in range(10, 100)})
+    least = next((r for r in grid if r > ratio and r + other < 1 and works(r)), None)
+    if least is None:
+        source = f"data.path={cfg.path}" if cfg.path else f"data.hub={cfg.hub}"
+        return f"{source}: {too_few}; give {split} its own file (data.{split}_file=)"
+    return (f"data.{split}_ratio={ratio} {what}; raise data.{split}_ratio to at least {least:g} "
+            f"or give a {split} file (data.{split}_file=)")

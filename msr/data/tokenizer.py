@@ -14,6 +14,8 @@ from typing import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from msr.errors import UserError
+
 PAD, UNK, SEP, EOS = "<pad>", "<unk>", "<sep>", "<eos>"
 SPECIALS = (PAD, UNK, SEP, EOS)
 SPECIAL = re.compile("|".join(map(re.escape, SPECIALS)))
@@ -50,7 +52,17 @@ class TextTokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> "TextTokenizer":
-        return cls(Tokenizer.from_file(str(path)))
+        """A saved tokenizer.json; one that is missing, damaged or not msr's is the user's to fix."""
+        if not Path(path).is_file():
+            raise UserError(f"{path} does not exist; a run's checkpoint folder holds its tokenizer.json")
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as err:  # tokenizers raises a bare Exception for a file it cannot parse
+            raise UserError(f"{path} is not a tokenizer file ({first_line(err)})") from None
+        try:
+            return cls(tokenizer)
+        except ValueError as err:
+            raise UserError(f"{path}: {err}") from None
 
     def extend(self, texts: Iterable[str]) -> tuple["TextTokenizer", list[str]]:
         """This vocabulary plus the symbols of `texts` it lacks, appended so that every old id
@@ -98,3 +110,7 @@ def _bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return tokenizer
+
+
+def first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

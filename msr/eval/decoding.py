@@ -11,6 +11,7 @@ for only at those steps, not at every token.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -28,8 +29,14 @@ def samples_per_prompt(cfg) -> int:
 
 
 @torch.no_grad()
-def decode(model, prompts: list[list[int]], eos_id: int, cfg, device, seed: int = 0) -> list[list[Decoded]]:
-    """`samples_per_prompt(cfg)` continuations of each prompt (for beam search, best first)."""
+def decode(model, prompts: list[list[int]], eos_id: int, cfg, device, seed: int = 0,
+           banned: Sequence[int] = ()) -> list[list[Decoded]]:
+    """`samples_per_prompt(cfg)` continuations of each prompt (for beam search, best first).
+
+    No strategy ever writes a token of `banned` (<pad>, <unk>, <sep>: symbols that are not text):
+    they leave the next-token scores before the choice. A logprob stays the model's own, not one
+    renormalised over the allowed tokens, so scores compare across runs and with teacher forcing.
+    """
     was_training = model.training
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -45,9 +52,9 @@ def decode(model, prompts: list[list[int]], eos_id: int, cfg, device, seed: int 
             chunk = indices[start : start + rows_per_batch]
             tokens = torch.tensor([prompts[i] for i in chunk], device=device)
             if cfg.strategy == "beam":
-                outputs = beam_search(model, tokens, eos_id, max_new, cfg.beam_size, cfg.length_penalty, n)
+                outputs = beam_search(model, tokens, eos_id, max_new, cfg.beam_size, cfg.length_penalty, n, banned)
             else:
-                flat = extend(model, tokens.repeat_interleave(n, dim=0), eos_id, max_new, cfg, generator)
+                flat = extend(model, tokens.repeat_interleave(n, dim=0), eos_id, max_new, cfg, generator, banned)
                 outputs = [flat[j * n : (j + 1) * n] for j in range(len(chunk))]
             for i, output in zip(chunk, outputs):
                 results[i] = output
@@ -64,14 +71,24 @@ def new_token_budget(model, prompt_length: int, wanted: int) -> int:
     return min(wanted, limit - prompt_length)
 
 
+def next_logprobs(logits: torch.Tensor, banned: Sequence[int]) -> torch.Tensor:
+    """Log-probabilities of the next token per row, -inf for the tokens that may never be written."""
+    logprobs = F.log_softmax(logits[:, -1].float(), dim=-1)
+    ids = [i for i in banned if 0 <= i < logprobs.shape[-1]]
+    if ids:
+        logprobs[:, ids] = float("-inf")
+    return logprobs
+
+
 SYNC_EVERY = 16  # steps between looks at which rows are done (after the first few): each look waits for the device
 
 
-def extend(model, tokens: torch.Tensor, eos_id: int, max_new: int, cfg, generator) -> list[Decoded]:
+def extend(model, tokens: torch.Tensor, eos_id: int, max_new: int, cfg, generator,
+           banned: Sequence[int] = ()) -> list[Decoded]:
     """Greedy or sampled continuations of a batch of equal-length prompts."""
     device = tokens.device
     logits, state = model(tokens)
-    logprobs = F.log_softmax(logits[:, -1].float(), dim=-1)
+    logprobs = next_logprobs(logits, banned)
     generated = torch.full((tokens.shape[0], max_new), eos_id, dtype=torch.long, device=device)
     total = torch.zeros(tokens.shape[0], device=device)
     rows = torch.arange(tokens.shape[0], device=device)  # the original row of each batch slot
@@ -93,7 +110,7 @@ def extend(model, tokens: torch.Tensor, eos_id: int, max_new: int, cfg, generato
                 state = model.reorder_state(state, keep)
                 rows, done, chosen = rows[keep], done[keep], chosen[keep]
         logits, state = model(chosen[:, None], state)
-        logprobs = F.log_softmax(logits[:, -1].float(), dim=-1)
+        logprobs = next_logprobs(logits, banned)
     return [Decoded(trim_at_eos(ids, eos_id), logprob) for ids, logprob in zip(generated.tolist(), total.tolist())]
 
 
@@ -115,7 +132,7 @@ def choose(logprobs: torch.Tensor, cfg, generator) -> torch.Tensor:
 
 
 def beam_search(model, tokens: torch.Tensor, eos_id: int, max_new: int, beam_size: int, length_penalty: float,
-                keep: int) -> list[list[Decoded]]:
+                keep: int, banned: Sequence[int] = ()) -> list[list[Decoded]]:
     """The `keep` best of `beam_size` beams per prompt, ranked by logprob / length**length_penalty.
 
     A finished beam stays in the beam with its score: its only continuation is <eos> at no cost,
@@ -126,7 +143,7 @@ def beam_search(model, tokens: torch.Tensor, eos_id: int, max_new: int, beam_siz
     logits, state = model(tokens)
     rows = torch.arange(b, device=tokens.device).repeat_interleave(k)
     state = model.reorder_state(state, rows)
-    logprobs = F.log_softmax(logits[:, -1].float(), dim=-1)[rows]
+    logprobs = next_logprobs(logits, banned)[rows]
     vocab = logprobs.shape[-1]
     scores = torch.full((b, k), float("-inf"), device=tokens.device)
     scores[:, 0] = 0.0  # one live beam per prompt at the start
@@ -149,7 +166,7 @@ def beam_search(model, tokens: torch.Tensor, eos_id: int, max_new: int, beam_siz
             break
         parents = (torch.arange(b, device=tokens.device)[:, None] * k + beam).flatten()
         logits, state = model(token.view(-1, 1), model.reorder_state(state, parents))
-        logprobs = F.log_softmax(logits[:, -1].float(), dim=-1)
+        logprobs = next_logprobs(logits, banned)
     ranked = scores / lengths.clamp(min=1).float() ** length_penalty
     outputs = []
     for i in range(b):

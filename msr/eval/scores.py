@@ -59,8 +59,17 @@ def steps_breakdown(correct: list[bool], steps: list[int]) -> dict[str, dict]:
     }
 
 
-def compounding_fit(by_steps: dict[str, dict]) -> dict | None:
+CHANCE_MARGIN = 0.05  # accuracies this close to chance at every step count: nothing to fit
+MIN_R2 = 0.5  # a fit explaining less of the variance than this describes noise, not compounding
+
+
+def compounding_fit(by_steps: dict[str, dict], chance: float | None = None) -> dict | None:
     """Fit acc(k) ≈ a·p^k: each step succeeds independently with probability p.
+
+    `chance` is what always giving the training split's most frequent answer scores. When every
+    step count's accuracy is within CHANCE_MARGIN of it (or of 0), or the fit's R² is below MIN_R2, a p
+    would be read as a per-step reliability that the data does not show: the result then says
+    "no_fit" and why, and carries no a, p or predictions.
 
     p is the per-step reliability and a the accuracy a zero-step task would have. The fit is
     weighted least squares on the accuracies themselves, not on their logs, because an accuracy
@@ -94,10 +103,26 @@ def compounding_fit(by_steps: dict[str, dict]) -> dict | None:
     else:
         r2 = 1.0 - error / total
     steps = [int(kk) for kk in k]
+    reason = None
+    if chance is not None and all(abs(acc - chance) <= CHANCE_MARGIN for acc in y):
+        reason = f"every step count's accuracy is within {CHANCE_MARGIN} of chance ({chance:.3f})"
+    elif all(acc <= CHANCE_MARGIN for acc in y):
+        reason = f"accuracy is at most {CHANCE_MARGIN} at every step count"
+    elif r2 < MIN_R2:
+        reason = f"the fit explains too little (R² {r2:.3f} < {MIN_R2})"
+    if reason is not None:
+        return {"no_fit": reason, "r2": float(r2), "chance": chance, "steps": steps}
     return {
-        "a": float(a), "p": float(p), "r2": float(r2), "steps": steps,
+        "a": float(a), "p": float(p), "r2": float(r2), "chance": chance, "steps": steps,
         "predicted": {str(kk): float(a * p**kk) for kk in steps},
     }
+
+
+def describe_fit(fit: dict) -> str:
+    chance = f"; chance {fit['chance']:.3f}" if fit.get("chance") is not None else ""
+    if "no_fit" in fit:
+        return f"no fit: {fit['no_fit']}"
+    return f"accuracy ≈ {fit['a']:.3f} · {fit['p']:.3f}^steps (weighted R² {fit['r2']:.3f}{chance})"
 
 
 def _sse_and_a(p: float, k: np.ndarray, w: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -232,10 +257,12 @@ def plot_accuracy_by_steps(by_steps: dict, fit: dict | None, path: str | os.Path
     fig, ax = plt.subplots(figsize=(6, 4))
     try:
         ax.errorbar(steps, accuracy, yerr=[below, above], fmt="o", capsize=3, label="accuracy (95% CI)")
-        if fit is not None and fit["steps"]:
+        if fit is not None and "p" in fit:
             k = np.linspace(min(fit["steps"]), max(fit["steps"]), 200)
             ax.plot(k, fit["a"] * fit["p"] ** k, "--",
                     label=f"fit a·p$^k$: a = {fit['a']:.3f}, p = {fit['p']:.4f}")
+        if fit is not None and fit.get("chance") is not None:
+            ax.axhline(fit["chance"], color="grey", linestyle=":", label=f"chance ({fit['chance']:.3f})")
         ax.set_ylim(0, 1.05)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("reasoning steps")

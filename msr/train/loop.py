@@ -16,8 +16,9 @@ from torch import nn
 
 from msr.data.batching import IGNORE, BatchOrder, EncodedSplit
 from msr.device import check_precision
-from msr.errors import TrainingFailed
+from msr.errors import Paused, Terminated, TrainingFailed
 from msr.eval.metrics import evaluate
+from msr.train.optim import logged_lr
 from msr.train.progress import Progress
 
 log = logging.getLogger("msr")
@@ -139,8 +140,6 @@ class GracefulStop:
 
 
 def stop_exception(signum: int) -> KeyboardInterrupt:
-    from msr.commands import Terminated
-
     return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
@@ -193,7 +192,7 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
     t0 = time.perf_counter()
     with Progress(cfg.max_steps, interactive, start=step) as progress, GracefulStop() as stop:
         while step < cfg.max_steps and not stopped_early:
-            lr = trainer.optimizer.param_groups[0]["lr"]  # the lr this step uses
+            lr = logged_lr(trainer.optimizer)  # the lr this step gives the body
             batches = []
             for micro in range(cfg.grad_accum_steps):
                 index = order(step * cfg.grad_accum_steps + micro)
@@ -233,11 +232,12 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
                              cfg.early_stopping.patience, stopper.best, stopper.best_step)
                 t0 = time.perf_counter()
             due = evaluated if not cfg.checkpoint_every else step % cfg.checkpoint_every == 0
-            if due or stop.signal or step == cfg.max_steps or stopped_early:  # the end is always kept
+            paused = step == cfg.stop_at
+            if due or stop.signal or paused or step == cfg.max_steps or stopped_early:  # the end is always kept
                 checkpoint("last")
-            if stop.signal:
+            if stop.signal or paused:
                 log.info("stopped at step %d; checkpoints/last holds it", step)
-                raise stop_exception(stop.signal)
+                raise stop_exception(stop.signal) if stop.signal else Paused(step)
     if trainer.skipped:
         log.warning("%d steps were skipped for a non-finite loss", trainer.skipped)
     return {

@@ -26,14 +26,28 @@ def build_optimizer(cfg, model: nn.Module, lr_scale: dict[str, float] | None = N
     options = {k: v for k, v in asdict(cfg).items() if k not in ("name", "weight_decay")}
     if "betas" in options:
         options["betas"] = tuple(options["betas"])
+    from msr.train.transfer import part_of
+
     groups: dict[tuple[float, bool], list] = {}
+    parts: dict[tuple[float, bool], set] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
             decays = p.dim() >= 2 and name not in no_decay
-            groups.setdefault(((lr_scale or {}).get(name, 1.0), decays), []).append(p)
-    return OPTIMIZERS[cfg.name]([{"params": params, "lr": cfg.lr * scale,
+            key = ((lr_scale or {}).get(name, 1.0), decays)
+            groups.setdefault(key, []).append(p)
+            parts.setdefault(key, set()).add(part_of(name)[0])
+    # grouped by rate and decay only (a saved optimizer state has these groups); "parts" says
+    # which parts of the model each holds, for logged_lr
+    return OPTIMIZERS[cfg.name]([{"params": params, "lr": cfg.lr * scale, "parts": sorted(parts[scale, decays]),
                                   "weight_decay": cfg.weight_decay if decays else 0.0}
                                  for (scale, decays), params in groups.items()], **options)
+
+
+def logged_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The learning rate this step gives the body (its top layer, with layer_decay): what `lr`
+    in history.jsonl means. The first group is the embeddings', which finetune may scale apart."""
+    body = [g["lr"] for g in optimizer.param_groups if "body" in g.get("parts", ("body",))]
+    return max(body) if body else optimizer.param_groups[0]["lr"]
 
 
 def lr_multiplier(cfg, step: int, total_steps: int) -> float:

@@ -53,14 +53,18 @@ class Transfer:
 
 
 def load_pretrained(directory: Path, model_cfg, vocab_size: int, device) -> nn.Module:
-    """The model of `directory`'s checkpoint with room for `vocab_size` symbols: the old rows as
-    trained, the new ones at the mean of the old (so a new symbol starts as an average one)."""
+    """The model of `directory`'s checkpoint with room for `vocab_size` symbols (and, for learned
+    positions, model.max_len positions): the old rows as trained, the new ones at the mean of the
+    old (so a new symbol or position starts as an average one)."""
     tensors = read_weights(Path(directory) / "model.safetensors", device)
     model = build_model(model_cfg, vocab_size).to(device)
-    for name in VOCABULARY_ROWS:
+    rows = {name: vocab_size for name in VOCABULARY_ROWS}
+    if getattr(model_cfg, "positions", None) == "learned":
+        rows["positions"] = model_cfg.max_len
+    for name, wanted in rows.items():
         old = tensors.get(name)
-        if old is not None and old.shape[0] < vocab_size:
-            extra = old.mean(dim=0, keepdim=True).expand(vocab_size - old.shape[0], *old.shape[1:])
+        if old is not None and old.shape[0] < wanted:
+            extra = old.mean(dim=0, keepdim=True).expand(wanted - old.shape[0], *old.shape[1:])
             tensors[name] = torch.cat([old, extra])
     try:
         fit_weights(tensors, model, directory)
@@ -108,24 +112,25 @@ def lr_scales(model: nn.Module, cfg, layers: int) -> dict[str, float]:
     return scales
 
 
-def train_new_rows(model: nn.Module, new: int, vocab_size: int) -> dict[str, int]:
-    """Let the rows of the `new` last symbols train in vocabulary tensors that are frozen: their
-    gradient is masked to those rows. Returns {name: new} for each masked parameter."""
+def train_new_rows(model: nn.Module, grown: dict[str, int]) -> dict[str, int]:
+    """Let the `grown[name]` last rows (new symbols, new positions) train in tensors that are
+    frozen: their gradient is masked to those rows. Returns {name: rows} for each masked parameter."""
     masked = {}
     for name, p in model.named_parameters():
-        base = name.replace(".base_layer.", ".")  # peft keeps a wrapped Linear's weight there
-        if not new or base not in VOCABULARY_ROWS or p.requires_grad:
+        new = grown.get(name.replace(".base_layer.", "."), 0)  # peft keeps a wrapped Linear's weight there
+        if not new or p.requires_grad:
             continue
-        mask = torch.zeros(vocab_size, *[1] * (p.dim() - 1), device=p.device)
-        mask[vocab_size - new:] = 1
+        mask = torch.zeros(p.shape[0], *[1] * (p.dim() - 1), device=p.device)
+        mask[p.shape[0] - new:] = 1
         p.requires_grad_(True)
         p.register_hook(lambda grad, mask=mask: grad * mask)
         masked[name] = new
     return masked
 
 
-def prepare(model: nn.Module, model_cfg, cfg, new_symbols: int, vocab_size: int) -> Transfer:
-    """Freeze or wrap the pretrained model as `cfg` (finetune.*) asks; log what will train."""
+def prepare(model: nn.Module, model_cfg, cfg, new_symbols: int, vocab_size: int, new_positions: int = 0) -> Transfer:
+    """Freeze or wrap the pretrained model as `cfg` (finetune.*) asks; log what will train.
+    `new_symbols` and `new_positions` rows were added by load_pretrained: they always train."""
     layers = num_layers(model_cfg)
     if getattr(model_cfg, "share_layers", False) and (cfg.freeze.startswith("lower:") or cfg.lr_scale.layer_decay != 1):
         raise UserError("model.share_layers: every layer is one block, so finetune.freeze=lower:N and "
@@ -147,8 +152,14 @@ def prepare(model: nn.Module, model_cfg, cfg, new_symbols: int, vocab_size: int)
             model.head.weight.requires_grad_(head_trains)  # one tensor: it cannot be both
             log.warning("model.tie_embeddings: the head is the embedding matrix, so finetune.freeze=%s %s both",
                         cfg.freeze, "trains" if head_trains else "freezes")
-    transfer = Transfer(model, lr_scales(model, cfg.lr_scale, layers),
-                        train_new_rows(model, new_symbols, vocab_size), adapters)
+    scales = lr_scales(model, cfg.lr_scale, layers)
+    if cfg.lr_scale.head != 1 and getattr(model.head, "weight", None) is getattr(model.embed, "weight", None):
+        scaled = [name for name in scales if part_of(name)[0] == "head"]
+        log.warning("finetune.lr_scale.head=%g %s: with model.tie_embeddings the head's weight is the embedding "
+                    "matrix, which trains at finetune.lr_scale.embeddings=%g", cfg.lr_scale.head,
+                    f"applies only to {', '.join(scaled)}" if scaled else "changes nothing", cfg.lr_scale.embeddings)
+    grown = {**{name: new_symbols for name in VOCABULARY_ROWS}, "positions": new_positions}
+    transfer = Transfer(model, scales, train_new_rows(model, grown), adapters)
     total = sum(p.numel() for p in transfer.export().parameters())
     log.info("trainable parameters: %s of %s (%.2f%%)%s", f"{transfer.trainable():,}", f"{total:,}",
              100 * transfer.trainable() / total, f"; LoRA rank {cfg.lora.rank} on {list(cfg.lora.target_modules)}"
@@ -160,11 +171,19 @@ def add_lora(model: nn.Module, cfg):
     """Wrap the target Linear layers with LoRA adapters through peft; every base weight freezes."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                        target_modules=list(cfg.target_modules))
+    targets = list(cfg.target_modules)
+    linear = sorted({re.sub(r"\.\d+\.", ".N.", n) for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+    # peft adapts every module whose name is a target or ends in "." + target, and is content when
+    # any target matches: a misspelt one would leave its layers untrained without a word
+    names = [n for n, _ in model.named_modules()]
+    unmatched = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if unmatched:
+        raise UserError(f"finetune.lora.target_modules={targets}: {', '.join(unmatched)} match no layer peft can "
+                        f"adapt (a target names a module or the end of its name); this model's Linear layers: "
+                        f"{', '.join(linear)}")
+    config = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets)
     try:
         return get_peft_model(model, config)
     except ValueError as err:
-        linear = sorted({re.sub(r"\.\d+\.", ".N.", n) for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise UserError(f"finetune.lora.target_modules={list(cfg.target_modules)} match no layer peft can adapt "
+        raise UserError(f"finetune.lora.target_modules={targets} match no layer peft can adapt "
                         f"({str(err).splitlines()[0][:100]}); this model's Linear layers: {', '.join(linear)}") from None

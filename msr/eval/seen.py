@@ -1,0 +1,128 @@
+"""What the evaluated runs have seen: the inputs of their training data, rebuilt from the
+configs they saved, so that a test set drawn at evaluate time can leave every one of them out.
+
+Each run folder keeps its config (.hydra/config.yaml) and the fingerprint of the data it
+trained on (metrics.json): the data is rebuilt from the one and checked against the other, so
+data that can no longer be rebuilt as it was (files edited, a generator changed) is refused
+rather than trusted. A fine-tuned run has seen its init run's data too, and an ensemble every
+member's; a run trained on `msr augment`'s output has seen the augmented rows, which its files
+hold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from msr.errors import UserError
+from msr.runs import run_folder
+
+log = logging.getLogger("msr")
+
+# inputs a held-out split must not share: the model trained on train and was selected on val
+SEEN_BY = {"test": ("train", "val"), "val": ("train",), "train": ()}
+
+
+@dataclass
+class Seen:
+    inputs: set[str] = field(default_factory=set)
+    runs: list[str] = field(default_factory=list)  # the run folders whose data `inputs` holds
+    chance: float | None = None  # share of the first run's most frequent training target
+
+
+def seen_inputs(runs: list[str], split: str, paths) -> Seen:
+    """The raw inputs of the splits of `runs` (and of their init runs) that `split` must not share."""
+    seen = Seen()
+    for run in runs:
+        for folder in lineage(run_folder(run)):
+            if str(folder) in seen.runs:
+                continue
+            data = rebuild(folder, paths)
+            seen.runs.append(str(folder))
+            if data is None:  # a corpus: text, not inputs a test could repeat
+                continue
+            for name in SEEN_BY[split]:
+                seen.inputs.update(r["input"] for r in data.raw.get(name, []))
+            if seen.chance is None and not data.corpus:
+                seen.chance = chance_level(data.splits["train"])
+    return seen
+
+
+def chance_level(rows: list[dict]) -> float:
+    """What always answering the training split's most frequent target would score."""
+    counts = Counter(" ".join(r["target"].split()) for r in rows)
+    return counts.most_common(1)[0][1] / len(rows) if rows else 0.0
+
+
+def lineage(folder: Path) -> list[Path]:
+    """The run and the runs it started from (msr finetune init=...), nearest first."""
+    chain = [folder]
+    while True:
+        init = saved_config(chain[-1]).get("init")
+        if not init:
+            return chain
+        parent = run_folder(init)
+        if parent in chain or not parent.is_dir():
+            if not parent.is_dir():
+                raise UserError(f"run={chain[-1]} was fine-tuned from init={init}, which is gone: its training "
+                                f"data cannot be rebuilt to keep it out of the test set")
+            return chain
+        chain.append(parent)
+
+
+def saved_config(folder: Path):
+    from omegaconf import OmegaConf
+
+    path = folder / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{folder} is not a run folder (it has no .hydra/config.yaml)")
+    return OmegaConf.load(path)
+
+
+def rebuild(folder: Path, paths):
+    """The run's data (DataSplits) as it trained on it, checked against its fingerprint; None
+    for a text corpus. `paths` are today's (the data may have moved since: MSR_DATA)."""
+    from omegaconf import OmegaConf
+
+    from msr.config import SCHEMAS, DataCommandConfig, FilesConfig, to_object
+    from msr.data import content_fingerprint, load_data
+
+    saved = saved_config(folder)
+    schema = SCHEMAS.get(f"data/{saved.data.name}", FilesConfig)
+    root = OmegaConf.structured(DataCommandConfig)
+    root.paths = OmegaConf.structured(paths)
+    root.data = OmegaConf.merge(OmegaConf.structured(schema), saved.data)
+    try:
+        cfg = to_object(root).data
+        if getattr(cfg, "is_corpus", False):
+            return None
+        data = load_data(cfg, root.paths)
+    except UserError as err:
+        raise UserError(f"run={folder}: its training data must be rebuilt to keep it out of the test set, "
+                        f"but: {err}") from None
+    record = read_json(folder / "metrics.json")
+    expected, command = record.get("data_fingerprint"), record.get("command")
+    if command == "pretrain":
+        from msr.commands.pretrain import corpus
+
+        found = content_fingerprint({name: [{"text": text}] for name, text in corpus(data).items()})
+    else:
+        found = content_fingerprint(data.splits)
+    if expected is None:
+        log.warning("run %s recorded no data fingerprint (it did not finish): its training data is rebuilt "
+                    "from its config unchecked", folder)
+    elif found != expected:
+        raise UserError(f"run={folder}: its training data, rebuilt from its config, is not what it trained on "
+                        f"(fingerprint {found}, the run's {expected}): the files or the generator changed since, "
+                        f"so a test set cannot be kept apart from it")
+    return data
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
