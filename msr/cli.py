@@ -11,8 +11,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from msr.conf_dir import CONF_DIR
 from msr.errors import UserError
-from msr.runs import saved_overrides
+from msr.runs import find_checkpoint, has_saved_config, newest_unfinished, run_folder, saved_choices, saved_overrides
 
 COMMANDS = {
     "train": "supervised training from scratch on a task (input -> target)",
@@ -49,11 +50,6 @@ EXAMPLES = {
     "generate": ["run=RUN prompt='3 + 4 * 2 ='",
                  "run=RUN prompts_file=prompts.txt decode.strategy=sample decode.num_return_sequences=3"],
 }
-
-_PACKAGE = Path(__file__).resolve().parent
-# An installed wheel carries conf/ as msr/conf; a checkout keeps it at the top level.
-CONF_DIR = _PACKAGE / "conf" if (_PACKAGE / "conf").is_dir() else _PACKAGE.parent / "conf"
-
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
@@ -199,14 +195,10 @@ def inherit_data(args: list[str]) -> list[str]:
     go first, so that the user's own overrides come after them and win. With data=NAME given,
     the run's data overrides no longer apply; paths.* always does."""
     run = next((a.partition("=")[2] for a in args if a.startswith("run=")), "")
-    first = Path(run.strip("[]").split(",")[0].strip())
-    folder = first.parents[1] if (first / "model.safetensors").is_file() else first  # RUN/checkpoints/NAME
-    if not run or not (folder / ".hydra" / "hydra.yaml").is_file():
+    folder = run_folder(run.strip("[]").split(",")[0].strip())
+    if not run or not has_saved_config(folder):
         return args  # nothing to inherit; a missing run is reported by validation
-    import yaml
-
-    overrides = saved_overrides(folder)
-    choices = yaml.safe_load((folder / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]
+    overrides, choices = saved_overrides(folder), saved_choices(folder)
     own_data = any(a.startswith("data=") for a in args)
     inherited = [o for o in overrides if o.startswith("paths.") or (not own_data and o.startswith("data."))]
     return ([] if own_data else [f"data={choices['data']}"]) + inherited + args
@@ -218,10 +210,9 @@ def inherit_model(args: list[str]) -> list[str]:
     import json
 
     init = next((a.partition("=")[2] for a in args if a.startswith("init=")), "")
-    folder = Path(init)
-    meta = next((m for m in (folder / "meta.json", folder / "checkpoints" / "best" / "meta.json",
-                             folder / "checkpoints" / "last" / "meta.json") if m.is_file()), None)
-    if not init or meta is None:
+    source = find_checkpoint(init) if init else None  # RUN's best or last, or RUN when it is a checkpoint
+    meta = source / "meta.json" if source else None
+    if meta is None or not meta.is_file():
         return args  # a missing init is reported by validation; one without checkpoints by the command
     try:
         saved = json.loads(meta.read_text())
@@ -239,7 +230,8 @@ def inherit_model(args: list[str]) -> list[str]:
 def resume_overrides(command: str, args: list[str]) -> list[str]:
     """`resume=RUN` reruns RUN's own overrides into RUN itself (later overrides win, e.g. a
     larger trainer.max_steps); `resume=auto` finds the newest unfinished run with the same
-    overrides under outputs/<command>/, or starts a new run when there is none."""
+    overrides under outputs/<command>/ (or a sweep's job under outputs/multirun/<command>/), or
+    starts a new run when there is none."""
     value = next(a.partition("=")[2] for a in args if a.startswith("resume="))
     others = [a for a in args if not a.startswith("resume=")]
     if value == "auto":
@@ -256,20 +248,6 @@ def resume_overrides(command: str, args: list[str]) -> list[str]:
     # run its saved config, so a resumed run keeps the one it started with.
     return [*saved_overrides(folder), *others, f"resume={folder}", f"hydra.run.dir={folder}",
             "hydra.output_subdir=null"]
-
-
-def newest_unfinished(command: str, overrides: list[str]) -> Path | None:
-    import json
-
-    for metrics in sorted(Path("outputs", command).glob("*/*/metrics.json"), reverse=True):
-        try:
-            status = json.loads(metrics.read_text()).get("status")
-            same = saved_overrides(metrics.parent) == overrides
-        except (ValueError, UserError):
-            continue
-        if status != "completed" and same and (metrics.parent / "checkpoints").is_dir():
-            return metrics.parent
-    return None
 
 
 def command_help(command: str, overrides: list[str]) -> str:

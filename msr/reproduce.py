@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from msr.errors import UserError
-from msr.runs import read_resumes, saved_overrides
+from msr.runs import read_resumes, run_folder, saved_config, saved_overrides
 
 COMPARED = ("metrics", "accuracy_by_steps", "steps", "best_step", "parameters", "data_fingerprint", "init", "augment",
             "sizes")
@@ -32,9 +32,10 @@ COMPARED = ("metrics", "accuracy_by_steps", "steps", "best_step", "parameters", 
 
 def reproduce(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="msr reproduce", description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path, help="a run folder")
+    parser.add_argument("run", type=Path, help="a run folder (or one of its checkpoint folders)")
     parser.add_argument("--tolerance", type=float, default=0.0, help="largest difference counted as equal")
     args = parser.parse_args(argv)
+    args.run = run_folder(args.run)
     original = read_metrics(args.run)
     command = original["command"]
     overrides = check_config(args.run, command)
@@ -90,12 +91,12 @@ def check_config(folder: Path, command: str) -> list[str]:
     from omegaconf import OmegaConf
 
     from msr import config
-    from msr.cli import CONF_DIR
+    from msr.conf_dir import CONF_DIR
     from msr.overrides import compose_config
 
     config.register()
     overrides = saved_overrides(folder)
-    saved = OmegaConf.to_container(OmegaConf.load(folder / ".hydra" / "config.yaml"))
+    saved = OmegaConf.to_container(saved_config(folder))
     again = OmegaConf.to_container(compose_config(CONF_DIR, command, overrides))
     differing = [key for key in sorted(set(flatten(saved)) | set(flatten(again)))
                  if key != "resume" and flatten(saved).get(key) != flatten(again).get(key)]

@@ -1,72 +1,29 @@
-"""The run folder: where a run's files go, written so that a crash never leaves half a file.
+"""Run folders: where a run's files go, written so that a crash never leaves half a file, and
+how a later command finds a run, its checkpoints and the config it saved.
 
 Every file is written to a temporary name in the same folder, flushed to disk, then renamed
 over the old one (rename is atomic on POSIX), so readers see the old or the new file, whole.
+
+`RUN`, wherever a command reads a run (run=, init=, augment.teacher=, msr reproduce), is a run
+folder, outputs/<command>/<date>/<time> or a sweep's job outputs/multirun/<command>/<date>/<time>/<job>,
+or one of its checkpoint folders, RUN/checkpoints/<name> (best, last); resume= takes the run folder.
+Torch-free: the CLI reads runs before anything heavy loads.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from msr.errors import UserError
-
-
-@functools.lru_cache(maxsize=None)
-def console():
-    """The one rich console on stderr, shared by log lines and the progress bar so they interleave."""
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def console_handler(format: str, datefmt: str) -> logging.Handler:
-    """Hydra's job_logging calls this: rich log lines on a terminal, plain lines otherwise."""
-    if sys.stderr.isatty():
-        from datetime import datetime
-
-        from rich.logging import RichHandler
-        from rich.text import Text
-
-        from msr.train.progress import HideWhileBarShows
-
-        class UnwrappedRichHandler(RichHandler):
-            """Rich's look, one line per message: its table would fold a long line (a run folder's
-            path) at the terminal's width, and a path copied from two lines is broken."""
-
-            def emit(self, record: logging.LogRecord) -> None:
-                time = datetime.fromtimestamp(record.created).strftime(f"[{datefmt}]")
-                line = Text.assemble((time, "log.time"), " ", self.get_level_text(record), " ",
-                                     self.render_message(record, self.format(record)))
-                try:
-                    self.console.print(line, soft_wrap=True)  # the terminal wraps it, for show only
-                except Exception:
-                    self.handleError(record)
-
-        handler = UnwrappedRichHandler(console=console(), show_path=False, markup=False)
-        handler.addFilter(HideWhileBarShows())
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(format, datefmt))
-    # records meant for msr.log alone (an error line that stderr shows in its own words)
-    handler.addFilter(lambda record: not getattr(record, "file_only", False))
-    return handler
-
-
-def interactive() -> bool:
-    """A live progress bar only for a single run on a terminal; sweeps and pipes get log lines."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    return sys.stderr.isatty() and not multirun
+# Re-exported: the console lived here before msr.logs, and msr.train.progress, the commands and
+# the tests still import it from here.
+from msr.logs import console, console_handler, interactive  # noqa: F401
 
 
 def fsync_path(path: Path) -> None:
@@ -105,20 +62,118 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=False) + "\n"))
 
 
+# Finding runs and what they saved
+
+OUTPUTS = Path("outputs")  # where run folders go unless hydra.run.dir says otherwise (conf/runs.yaml)
+
+
+def is_run(path: str | Path) -> bool:
+    """What run=, init= and augment.teacher= accept before any work: an existing folder (a run
+    folder or a checkpoint folder). What it holds is checked where it is read."""
+    return Path(path).is_dir()
+
+
+def listed_runs(runs: Any) -> list[str]:
+    """`run=RUN` or `run=[A,B,...]` (an ensemble), as a list."""
+    return [runs] if isinstance(runs, str) else list(runs)
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """A checkpoint folder holds the weights; its other files are checked as they are read."""
+    return (Path(path) / "model.safetensors").is_file()
+
+
 def run_folder(path: str | Path) -> Path:
     """The run folder of RUN or of one of its checkpoint folders (RUN/checkpoints/NAME)."""
     path = Path(path)
-    return path.parents[1] if (path / "meta.json").is_file() and path.parent.name == "checkpoints" else path
+    return path.parents[1] if is_checkpoint(path) and path.parent.name == "checkpoints" else path
 
 
-def saved_overrides(folder: Path) -> list[str]:
+def find_checkpoint(run: str | Path, names: tuple[str, ...] = ("best", "last")) -> Path | None:
+    """RUN itself when it is a checkpoint folder, else the first of its checkpoints `names` there is."""
+    path = Path(run)
+    return next((c for c in (path, *(path / "checkpoints" / n for n in names)) if is_checkpoint(c)), None)
+
+
+def checkpoint_dir(run: str | Path, name: str) -> Path:
+    """RUN's checkpoint `name` (best | last), or RUN itself when it is a checkpoint folder."""
+    found = find_checkpoint(run, (name,))
+    if found is None:
+        raise UserError(f"{run} has no checkpoints/{name}/model.safetensors: not a run of msr train "
+                        f"(or it stopped before its first checkpoint; checkpoint=last may exist)")
+    return found
+
+
+def latest_checkpoint(run: str | Path) -> Path | None:
+    """The checkpoint a resume goes on from: checkpoints/last, or, if a crash struck while it was
+    being replaced, what stands in for it: .last.old (the one being replaced), else the newest of
+    the step-NNNNNNN kept beside it (trainer.keep_last)."""
+    folder = Path(run) / "checkpoints"
+    candidates = [folder / "last", folder / ".last.old", *sorted(folder.glob("step-*"), reverse=True)]
+    return next((c for c in candidates if is_checkpoint(c) and (c / "meta.json").is_file()), None)
+
+
+def hydra_file(folder: str | Path, name: str) -> Path:
+    """One of the files Hydra saved in the run's .hydra/: config.yaml, hydra.yaml, overrides.yaml."""
+    path = Path(folder) / ".hydra" / name
+    if not path.is_file():
+        raise UserError(f"{folder} is not a run folder (it has no .hydra/{name})")
+    return path
+
+
+def has_saved_config(folder: str | Path) -> bool:
+    """Whether Hydra saved the run's config there (a folder of msr's that ran a job)."""
+    return (Path(folder) / ".hydra" / "hydra.yaml").is_file()
+
+
+def saved_config(folder: str | Path):
+    """The run's fully resolved config, as an OmegaConf DictConfig."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.load(hydra_file(folder, "config.yaml"))
+
+
+def saved_overrides(folder: str | Path) -> list[str]:
     """The overrides a run was started with, less those that only placed or resumed it."""
     import yaml
 
-    path = Path(folder) / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        raise UserError(f"{folder} is not a run folder (it has no .hydra/overrides.yaml)")
-    return [o for o in yaml.safe_load(path.read_text()) or [] if not o.startswith(("resume=", "hydra."))]
+    overrides = yaml.safe_load(hydra_file(folder, "overrides.yaml").read_text()) or []
+    return [o for o in overrides if not o.startswith(("resume=", "hydra."))]
+
+
+def saved_hydra(folder: str | Path) -> dict:
+    """Hydra's own settings as the run had them: runtime.choices, runtime.cwd, job.name, ..."""
+    import yaml
+
+    return yaml.safe_load(hydra_file(folder, "hydra.yaml").read_text())["hydra"]
+
+
+def saved_choices(folder: str | Path) -> dict[str, str]:
+    """The option the run took in each config group ({"data": "arith", "model": "lstm", ...})."""
+    return saved_hydra(folder)["runtime"]["choices"]
+
+
+def command_runs(command: str, outputs: Path = OUTPUTS) -> list[Path]:
+    """The run folders of `command`, oldest first: its runs, <command>/<date>/<time>, and the jobs
+    of its sweeps, multirun/<command>/<date>/<time>/<job> (job 10 after job 9)."""
+    runs = [(p, p.parent.name, p.name, "") for p in outputs.glob(f"{command}/*/*")]
+    runs += [(p, p.parent.parent.name, p.parent.name, p.name) for p in outputs.glob(f"multirun/{command}/*/*/*")]
+    started = sorted((day, clock, len(job), job, p) for p, day, clock, job in runs if p.is_dir())
+    return [p for *_, p in started]
+
+
+def newest_unfinished(command: str, overrides: list[str], outputs: Path = OUTPUTS) -> Path | None:
+    """The newest run (or sweep job) of `command` started with these overrides that did not
+    complete and has checkpoints/ to go on from: what `resume=auto` resumes."""
+    for folder in reversed(command_runs(command, outputs)):
+        try:
+            status = json.loads((folder / "metrics.json").read_text()).get("status")
+            same = saved_overrides(folder) == overrides
+        except (OSError, ValueError, UserError):
+            continue
+        if status != "completed" and same and (folder / "checkpoints").is_dir():
+            return folder
+    return None
 
 
 def read_resumes(folder: Path) -> list[dict]:

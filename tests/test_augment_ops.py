@@ -7,6 +7,7 @@ import copy
 import random
 import re
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
@@ -124,6 +125,22 @@ def test_support_matrix():
     assert supported("kinship") == ["rename_entities"]
     text = ["random_deletion", "random_swap", "word_replacement", "random_insertion"]
     assert supported("scan_simple") == supported("files") == text
+
+
+def test_each_task_module_holds_its_rewrites():
+    # the registry is gathered from the tasks, which know nothing of msr.augment
+    for task, module in TASKS.items():
+        assert set(supported(task)) == set(module.REWRITES)
+        assert all(OPERATIONS[name].family != "text" for name in module.REWRITES)
+        assert "msr.augment" not in Path(module.__file__).read_text()
+
+
+def test_listops_parser_round_trips_and_refuses_broken_text():
+    for record in examples("listops"):
+        assert listops.render(listops.parse(record["input"])) == record["input"]
+    for broken in ("[MAX 1 2", "[MAX 1 2 ] ]", "3", "[MAX 1 ] [MIN 2 ]"):
+        with pytest.raises(ValueError):
+            listops.list_values(broken)
 
 
 def test_chain_parser_rejects_swapped_operands():

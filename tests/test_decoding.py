@@ -127,7 +127,16 @@ def test_an_ensemble_averages_the_members_probabilities():
     # it decodes like any model, its state being the members' states
     assert decode(Ensemble([a]), PROMPTS, EOS, settings(), "cpu")[0][0].ids == decode(a, PROMPTS, EOS, settings(),
                                                                                        "cpu")[0][0].ids
-    decode(Ensemble([a, b]), PROMPTS, EOS, settings(strategy="beam"), "cpu")
+    beam = settings(strategy="beam", num_return_sequences=2)
+    twice, once = decode(Ensemble([a, a]), PROMPTS, EOS, beam, "cpu"), decode(a, PROMPTS, EOS, beam, "cpu")
+    assert [[o.ids for o in outs] for outs in twice] == [[o.ids for o in outs] for outs in once]
+    assert [o.logprob for outs in twice for o in outs] == pytest.approx([o.logprob for outs in once for o in outs],
+                                                                         abs=1e-5)
+    # a mixed ensemble's beams are scored by the mixture: each the teacher-forced log-probability under it
+    mixture = Ensemble([a, b])
+    for prompt, [out] in zip(PROMPTS, decode(mixture, PROMPTS, EOS, settings(strategy="beam"), "cpu")):
+        ended = len(out.ids) < 6
+        assert out.logprob == pytest.approx(sequence_logprob(mixture, prompt, out.ids + [EOS] * ended), abs=1e-4)
 
 
 FAVOURED = torch.tensor([9.0, 8.0, 7.0, 1.0, 1.0, 0.5])

@@ -72,20 +72,55 @@ def test_scratchpad_targets_get_answer_accuracy_and_sacrebleu_scores(runs, in_tm
     assert "nrefs:1" in text["signatures"]["bleu"]
 
 
+@pytest.fixture(scope="module")
+def greedy(runs, tmp_path_factory) -> list[dict]:
+    """The arith run's test predictions, decoded greedily (evaluate's default)."""
+    folder = tmp_path_factory.mktemp("greedy")
+    assert run_msr("evaluate", f"run={runs / 'arith'}", f"hydra.run.dir={folder / 'ev'}") == 0
+    return lines(folder / "ev/predictions.jsonl")
+
+
+def same_decoding(a: list[dict], b: list[dict]) -> bool:
+    return [p["prediction"] for p in a] == [p["prediction"] for p in b] and \
+        [p["logprob"] for p in a] == pytest.approx([p["logprob"] for p in b], abs=1e-4)
+
+
 @pytest.mark.parametrize("decoding", [["decode.strategy=beam", "decode.beam_size=3"],
                                       ["decode.strategy=sample", "decode.self_consistency=3", "decode.temperature=0.5"]])
-def test_beam_and_self_consistency_run_end_to_end(decoding, runs, in_tmp):
+def test_beam_and_self_consistency_run_end_to_end(decoding, runs, greedy, in_tmp):
     assert run_msr("evaluate", f"run={runs / 'arith'}", *decoding, "hydra.run.dir=ev") == 0
     predictions = lines(in_tmp / "ev/predictions.jsonl")
     assert len(predictions) == 40
     if "decode.self_consistency=3" in decoding:
         assert all(1 <= p["votes"] <= 3 for p in predictions)
+        assert max(p["votes"] for p in predictions) >= 2  # three samples voted (one would give 1 vote each)
+        # sampling nearly without noise, the three samples are greedy's answer: all three votes for it
+        assert run_msr("evaluate", f"run={runs / 'arith'}", *decoding, "decode.temperature=1e-4",
+                       "hydra.run.dir=cold") == 0
+        cold = lines(in_tmp / "cold/predictions.jsonl")
+        assert all(p["votes"] == 3 for p in cold) and same_decoding(cold, greedy)
+    else:
+        # a beam's score is its sequence's log-probability: the same sequence scores as greedy's
+        assert all(b["logprob"] == pytest.approx(g["logprob"], abs=1e-4)
+                   for b, g in zip(predictions, greedy) if b["prediction"] == g["prediction"])
+        # and a beam of one is greedy search, through the beam code
+        assert run_msr("evaluate", f"run={runs / 'arith'}", "decode.strategy=beam", "decode.beam_size=1",
+                       "hydra.run.dir=one") == 0
+        assert same_decoding(lines(in_tmp / "one/predictions.jsonl"), greedy)
+        # beams are ranked by logprob / length**length_penalty, which greedy never looks at: a strong
+        # penalty makes the beam prefer longer answers than greedy's (this run's are mostly empty)
+        assert run_msr("evaluate", f"run={runs / 'arith'}", *decoding, "decode.length_penalty=3",
+                       "hydra.run.dir=long") == 0
+        longer = [len(b["prediction"].split()) > len(g["prediction"].split())
+                  for b, g in zip(lines(in_tmp / "long/predictions.jsonl"), greedy)]
+        assert sum(longer) >= 20
 
 
-def test_an_ensemble_needs_one_vocabulary(runs, in_tmp, capsys):
+def test_an_ensemble_needs_one_vocabulary(runs, greedy, in_tmp, capsys):
     arith = runs / "arith"
     assert run_msr("evaluate", f"run=[{arith},{arith}]", "hydra.run.dir=ev") == 0
     assert read_metrics(in_tmp / "ev")["metrics"]["test/accuracy"] == read_metrics(arith)["metrics"]["test/accuracy"]
+    assert same_decoding(lines(in_tmp / "ev/predictions.jsonl"), greedy)  # a run with itself is that run
     assert run_msr("evaluate", f"run=[{arith},{runs / 'logic'}]", "hydra.run.dir=ev2") == 2
     assert "another vocabulary" in capsys.readouterr().err
 

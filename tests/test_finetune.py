@@ -194,6 +194,17 @@ def test_a_lora_run_saves_a_merged_model_that_evaluate_reads(pretrained, in_tmp)
     assert record["init"]["trainable_parameters"] < record["parameters"] / 4
     assert run_msr("evaluate", "run=ft", "hydra.run.dir=ev") == 0
     assert read_metrics(in_tmp / "ev")["metrics"]["test/accuracy"] >= 0
+    # evaluate scores the merged model: the numbers the run gave its own best model on test
+    scored = read_metrics(in_tmp / "ev")["metrics"]
+    assert scored["test/accuracy"] == pytest.approx(record["metrics"]["test/accuracy"])
+    assert scored["test/loss"] == pytest.approx(record["metrics"]["test/loss"], rel=1e-4)
+    # merged: every adapted layer's weight moved from init's, and nothing else did
+    init = load_file(str(pretrained / "checkpoints/best/model.safetensors"))
+    merged = load_file(str(best / "model.safetensors"))
+    assert init.keys() == merged.keys()
+    adapted = {n for n in init if n.endswith(("qkv.weight", "proj.weight", "mlp.0.weight", "mlp.2.weight"))}
+    assert len(adapted) == 8 and all(not torch.equal(merged[n], init[n]) for n in adapted)
+    assert all(torch.equal(merged[n], init[n]) for n in init.keys() - adapted)
 
 
 @pytest.mark.parametrize("override, message", [

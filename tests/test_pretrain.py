@@ -34,9 +34,16 @@ def test_pretraining_lowers_the_loss_and_leaves_a_language_model(in_tmp):
 
 
 def test_a_tasks_inputs_pretrain_without_their_answers(in_tmp):
+    """With a scratchpad the targets hold words no input has ("2 , 6 , 4 #### 4"): the corpus
+    of inputs alone leaves them out of the vocabulary, and "=" is always followed by <eos>."""
     assert run_msr("pretrain", "data=arith", "data.train.size=400", "data.val.size=40", "data.test.size=40",
-                   *TINY_LM, "data.tokenizer=word", "hydra.run.dir=run") == 0
+                   *TINY_LM, "data.tokenizer=word", "data.scratchpad=true", "hydra.run.dir=run") == 0
     assert {"val/loss", "test/loss"} <= set(read_metrics(in_tmp / "run")["metrics"])
+    vocabulary = set(json.loads((in_tmp / "run/checkpoints/best/tokenizer.json").read_text())["model"]["vocab"])
+    assert vocabulary == {"<pad>", "<unk>", "<sep>", "<eos>", "+", "-", "*", "=", *"0123456789"}
+    assert run_msr("generate", "run=run", "prompt=3 + 4 * 2 =", "decode.max_new_tokens=2", "hydra.run.dir=gen") == 0
+    [record] = [json.loads(line) for line in (in_tmp / "gen/generations.jsonl").read_text().splitlines()]
+    assert record["generation"].split()[0] == "<eos>"  # what the stream puts after every input: no answer
 
 
 def test_a_block_longer_than_a_split_is_a_clear_error(in_tmp, capsys):

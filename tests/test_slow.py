@@ -19,5 +19,9 @@ def test_default_run_solves_the_default_task(in_tmp):
 
 @pytest.mark.parametrize("model", ["lstm", "transformer"])
 def test_compiled_model_trains(model, in_tmp):
+    from torch._dynamo.utils import counters
+
+    counters.clear()  # dynamo's own tally of the frames it captured into graphs, in this process
     assert run_msr("train", *TINY, *TINY_MODEL[model], "trainer.compile=true", "hydra.run.dir=run") == 0
     assert read_metrics(in_tmp / "run")["status"] == "completed"
+    assert counters["stats"]["unique_graphs"] >= 1  # torch.compile wrapped the model and traced it

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from conftest import TINY, TINY_MODEL, read_metrics, run_msr
+from msr.config import RecurrentConfig
+from msr.models import build_model
 
 METRIC_KEYS = {"command", "status", "metrics", "accuracy_by_steps", "steps", "tokens_per_second",
                "wall_seconds", "parameters", "versions"}
@@ -45,12 +48,25 @@ def test_every_model_trains_and_leaves_a_complete_run_folder(model, in_tmp):
     assert not [p for p in run.rglob("*") if ".tmp" in p.name or ".old" in p.name]
 
 
+# words only that task's inputs or targets have (arith's are digits and + - * =)
+TASK_WORDS = {"chain": {";", "?", "a", "b"}, "listops": {"]", "[MAX", "[MIN"},
+              "logic": {"Question", ":", "True", "False", "Unknown"}, "kinship": {"Who", "mother", "?"}}
+FINGERPRINTS: dict[str, str] = {}  # each task's data, across the parametrized runs
+
+
 @pytest.mark.parametrize("task", ["chain", "listops", "logic", "kinship"])
 def test_every_built_in_task_trains(task, in_tmp):
     assert run_msr("train", f"data={task}", *TINY, *TINY_MODEL["gru"], "hydra.run.dir=run") == 0
     metrics = read_metrics(in_tmp / "run")
     assert metrics["status"] == "completed" and set(metrics["accuracy_by_steps"]) == {"1", "2", "3", "4"}
     assert f"data={task}" in metrics["command_line"]
+    # the model learnt that task's data: its vocabulary and its data's fingerprint are the task's
+    vocabulary = set(json.loads((in_tmp / "run/checkpoints/best/tokenizer.json").read_text())["model"]["vocab"])
+    assert TASK_WORDS[task] <= vocabulary
+    assert all(not words <= vocabulary for other, words in TASK_WORDS.items() if other != task)
+    assert json.loads((in_tmp / "run/checkpoints/best/meta.json").read_text())["task"] == task
+    FINGERPRINTS[task] = metrics["data_fingerprint"]
+    assert len(set(FINGERPRINTS.values())) == len(FINGERPRINTS)
 
 
 def test_run_folders_default_to_outputs_command_date_time(in_tmp):
@@ -98,18 +114,135 @@ def test_loss_falls_on_a_tiny_task(in_tmp):
     assert losses[-1] < 0.5 * losses[0]
 
 
-@pytest.mark.parametrize("extra", [
-    ["optimizer=sgd", "optimizer.nesterov=true", "scheduler=step", "scheduler.step_size=5"],
-    ["optimizer=adam", "scheduler=linear"],
-    ["optimizer=adadelta", "scheduler=exponential"],
-    ["optimizer=rmsprop", "optimizer.momentum=0.5", "scheduler=constant"],
-    ["trainer.grad_accum_steps=2", "trainer.l1=1e-5", "trainer.l2=1e-4", "model.dropout=0.1",
-     "model.num_layers=2", "model.tie_embeddings=true", "model.embedding_size=32"],
-    ["trainer.precision=bf16"],
-])
-def test_optimizers_schedules_and_loop_options_run(extra, in_tmp):
-    assert run_msr("train", *TINY, *TINY_MODEL["lstm"], "trainer.max_steps=10", *extra, "hydra.run.dir=run") == 0
+def history(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+
+
+def trainer_state(run) -> dict:
+    return torch.load(run / "checkpoints/last/trainer_state.pt", weights_only=True)
+
+
+def weights(run, checkpoint: str = "last") -> dict:
+    return load_file(run / "checkpoints" / checkpoint / "model.safetensors")
+
+
+def saved_config(run) -> dict:
+    return json.loads((run / "checkpoints/last/meta.json").read_text())["config"]
+
+
+def check_the_schedule(run, decay) -> None:
+    """history.jsonl's lr at step s is the rate optimizer step s-1 (0-based) used: warmup over
+    TINY's 2 steps, then `decay(steps after warmup)` times optimizer.lr."""
+    lr = saved_config(run)["optimizer"]["lr"]
+    logged = {h["step"]: h["lr"] for h in history(run) if "lr" in h}
+    assert sorted(logged) == list(range(1, 11))
+    expected = {s: lr * ((s / 2) if s <= 2 else decay(s - 1 - 2)) for s in logged}
+    assert logged == pytest.approx(expected, rel=1e-9)
+
+
+def check_the_optimizer(run, kind, group: dict, state_keys: set) -> None:
+    """The saved optimizer state is `kind`'s: its hyperparameters in every group, its own
+    buffers for every parameter, after the run's 10 steps."""
+    saved = trainer_state(run)["optimizer"]
+    defaults = kind([torch.zeros(1, requires_grad=True)]).defaults
+    assert len(saved["state"]) == len(weights(run))  # every tensor trained
+    for saved_group in saved["param_groups"]:
+        assert set(defaults) <= set(saved_group) and group.items() <= saved_group.items()
+    for buffers in saved["state"].values():
+        assert set(buffers) == state_keys
+        assert all(float(t.abs().sum()) > 0 for t in buffers.values())  # filled by training, not as built
+        if "step" in buffers:
+            assert float(buffers["step"]) == 10
+
+
+def check_the_loop_options(run) -> None:
+    tensors = weights(run)
+    assert "rnn.weight_ih_l1" in tensors and "rnn.weight_ih_l2" not in tensors  # model.num_layers=2
+    assert tensors["embed.weight"].shape[1] == 32  # model.embedding_size=32
+    assert "head.weight" not in tensors  # tied: saved once, as the embedding
+    model_cfg = json.loads((run / "checkpoints/last/meta.json").read_text())["model"]
+    torch.manual_seed(0)
+    model = build_model(RecurrentConfig(**model_cfg), tensors["embed.weight"].shape[0])
+    assert model.head.weight is model.embed.weight
+    tokens = torch.randint(4, 10, (4, 6))
+    model.train()
+    assert not torch.equal(model(tokens)[0], model(tokens)[0])  # model.dropout=0.1 drops in training
+    model.eval()
+    assert torch.equal(model(tokens)[0], model(tokens)[0])
+
+
+OPTIONS = [
+    pytest.param(["optimizer=sgd", "optimizer.nesterov=true", "scheduler=step", "scheduler.step_size=5",
+                  "scheduler.gamma=0.5"],
+                 lambda run: (check_the_optimizer(run, torch.optim.SGD, {"nesterov": True, "momentum": 0.9},
+                                                  {"momentum_buffer"}),
+                              check_the_schedule(run, lambda done: 0.5 ** (done // 5))), id="sgd-step"),
+    pytest.param(["optimizer=adam", "scheduler=linear"],
+                 lambda run: (check_the_optimizer(run, torch.optim.Adam, {"weight_decay": 0.0},
+                                                  {"step", "exp_avg", "exp_avg_sq"}),
+                              check_the_schedule(run, lambda done: 1 - done / 7)),  # min_lr_ratio 0 at the last step
+                 id="adam-linear"),
+    pytest.param(["optimizer=adadelta", "scheduler=exponential", "scheduler.gamma=0.8"],
+                 lambda run: (check_the_optimizer(run, torch.optim.Adadelta, {"rho": 0.9},
+                                                  {"step", "square_avg", "acc_delta"}),
+                              check_the_schedule(run, lambda done: 0.8**done)), id="adadelta-exponential"),
+    pytest.param(["optimizer=rmsprop", "optimizer.momentum=0.5", "scheduler=constant"],
+                 lambda run: (check_the_optimizer(run, torch.optim.RMSprop, {"momentum": 0.5, "centered": False},
+                                                  {"step", "square_avg", "momentum_buffer"}),
+                              check_the_schedule(run, lambda done: 1.0)), id="rmsprop-constant"),
+    pytest.param(["trainer.grad_accum_steps=2", "trainer.l1=1e-5", "trainer.l2=1e-4", "model.dropout=0.1",
+                  "model.num_layers=2", "model.tie_embeddings=true", "model.embedding_size=32"],
+                 check_the_loop_options, id="loop-options"),
+    pytest.param(["trainer.precision=bf16"], None, id="bf16"),  # its effect: test_bf16_autocast_changes_the_numbers
+]
+
+
+@pytest.mark.parametrize("extra, check", OPTIONS)
+def test_optimizers_schedules_and_loop_options_run(extra, check, in_tmp):
+    args = [*TINY, *TINY_MODEL["lstm"], "trainer.max_steps=10", "trainer.log_every=1", *extra]
+    assert run_msr("train", *args, "hydra.run.dir=run") == 0
     assert read_metrics(in_tmp / "run")["status"] == "completed"
+    if check:
+        check(in_tmp / "run")
+    if "trainer.l2=1e-4" in extra:  # the penalties reach the gradient: without them (same seed) other weights
+        assert run_msr("train", *args, "trainer.l1=0", "trainer.l2=0", "hydra.run.dir=plain") == 0
+        penalized, plain = weights(in_tmp / "run"), weights(in_tmp / "plain")
+        assert penalized.keys() == plain.keys() and not all(torch.equal(penalized[n], plain[n]) for n in plain)
+
+
+SMALL_LSTM = [*TINY, *TINY_MODEL["lstm"], "trainer.max_steps=4", "trainer.eval_every=4", "trainer.log_every=1"]
+
+
+def test_grad_accum_steps_make_one_update_of_the_micro_batches(in_tmp):
+    """Two micro-batches of 8 are one batch of 16: batch k of 8 is half of batch k // 2 of 16, and
+    the loss is the mean over all their target tokens, so the weights come out the same."""
+    assert run_msr("train", *SMALL_LSTM, "trainer.batch_size=8", "trainer.grad_accum_steps=2", "hydra.run.dir=a") == 0
+    assert run_msr("train", *SMALL_LSTM, "trainer.batch_size=16", "hydra.run.dir=b") == 0
+    accumulated, whole = weights(in_tmp / "a"), weights(in_tmp / "b")
+    assert all(torch.allclose(accumulated[n], whole[n], atol=1e-6) for n in whole)
+    assert trainer_state(in_tmp / "a")["tokens"] == trainer_state(in_tmp / "b")["tokens"]
+
+
+def test_grad_clip_bounds_each_update(in_tmp):
+    """Plain SGD at a constant rate moves the weights by lr times the clipped gradient: with a
+    tiny trainer.grad_clip every step's move has norm lr * grad_clip exactly."""
+    lr, clip = 0.1, 1e-3
+    assert run_msr("train", *SMALL_LSTM, "trainer.max_steps=3", "trainer.checkpoint_every=1", "trainer.keep_last=3",
+                   "optimizer=sgd", f"optimizer.lr={lr}", "optimizer.momentum=0", "scheduler=constant",
+                   "scheduler.warmup_steps=0", f"trainer.grad_clip={clip}", "hydra.run.dir=run") == 0
+    steps = [weights(in_tmp / "run", name) for name in ("step-0000001", "step-0000002", "last")]
+    for before, after in zip(steps, steps[1:]):
+        moved = torch.cat([(after[n] - before[n]).flatten() for n in after]).norm()
+        assert float(moved) == pytest.approx(lr * clip, rel=1e-3)
+
+
+def test_bf16_autocast_changes_the_numbers(in_tmp):
+    """trainer.precision=bf16 computes under autocast: the same run in fp32 logs other, close losses."""
+    assert run_msr("train", *SMALL_LSTM, "trainer.precision=bf16", "hydra.run.dir=bf16") == 0
+    assert run_msr("train", *SMALL_LSTM, "hydra.run.dir=fp32") == 0
+    bf16, fp32 = ([h["train/loss"] for h in history(in_tmp / d) if "train/loss" in h] for d in ("bf16", "fp32"))
+    assert len(bf16) == len(fp32) == 4
+    assert bf16 != fp32 and bf16 == pytest.approx(fp32, abs=0.05)
 
 
 def test_early_stopping_stops_and_keeps_the_best(in_tmp):

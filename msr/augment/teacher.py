@@ -1,5 +1,5 @@
 """A trained run as a teacher: it labels fresh inputs (pseudo-labels) and is the model that the
-adversarial search tries to fool.
+adversarial search tries to fool; `teach` is msr augment's step that uses it.
 
 The teacher sees each input as it was trained to (its own data.template; with a scratchpad it
 writes its working and the answer follows ####), decodes greedily, and gives each answer the
@@ -12,18 +12,22 @@ import json
 import logging
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from msr.augment import TASK_RECORD
-from msr.augment.operations import OPERATIONS, Context
+from msr.augment.operations import OPERATIONS, Context, label_preserving
+from msr.augment.output import Output
 from msr.config import DecodeConfig
 from msr.data import ANSWER_MARK, answer_of
 from msr.data.generated import PRESENTATION_KEYS
 from msr.data.tasks import TASKS
+from msr.device import resolve_device
 from msr.errors import UserError
 from msr.eval.decoding import decode
-from msr.eval.inference import checkpoint_dir, load_checkpoint
+from msr.eval.inference import load_checkpoint
+from msr.eval.prompts import not_text, task_prompts
+from msr.runs import checkpoint_dir, has_saved_config, saved_config, saved_hydra
 
 log = logging.getLogger("msr")
 
@@ -51,11 +55,10 @@ def recorded_task(folder: Path) -> dict | None:
     if record.is_file():
         return json.loads(record.read_text())["data"]
     # folders written before task.json existed: the augment run's own config sits above data/
-    config = folder.parent / ".hydra" / "config.yaml"
-    if config.is_file():
-        import yaml
+    if (folder.parent / ".hydra" / "config.yaml").is_file():
+        from omegaconf import OmegaConf
 
-        saved = yaml.safe_load(config.read_text()) or {}
+        saved = OmegaConf.to_container(saved_config(folder.parent))
         data = saved.get("data") or {}
         if "augment" in saved and data.get("name") in TASKS:
             return data
@@ -70,15 +73,10 @@ def training_folder(data: dict, directory: Path) -> Path | None:
         return None
     path = Path(data["path"]).expanduser()
     if not path.is_absolute() and not path.exists():
-        for folder in [directory, *directory.parents][:4]:
-            hydra = folder / ".hydra" / "hydra.yaml"
-            if hydra.is_file():
-                import yaml
-
-                cwd = ((yaml.safe_load(hydra.read_text()) or {}).get("hydra", {}).get("runtime", {}).get("cwd"))
-                if cwd:
-                    path = Path(cwd) / path
-                break
+        run = next((f for f in [directory, *directory.parents][:4] if has_saved_config(f)), None)
+        cwd = saved_hydra(run).get("runtime", {}).get("cwd") if run is not None else None
+        if cwd:
+            path = Path(cwd) / path
     return path if path.is_dir() else path.parent
 
 
@@ -124,8 +122,7 @@ class Teacher:
         self.device = device
 
     def prompts(self, inputs: list[str]) -> list[list[int]]:
-        return [ids + [self.tokenizer.sep_id]
-                for ids in self.tokenizer.encode_batch([self.template.format(input=x) for x in inputs])]
+        return task_prompts(self.tokenizer, inputs, self.template)
 
     def fits(self, text: str) -> bool:
         """Whether the teacher can read `text` and still write an answer (a Transformer's max_len)."""
@@ -141,7 +138,7 @@ class Teacher:
         if unknown:
             log.warning("the teacher's vocabulary lacks %d symbols of these inputs (read as <unk>)", unknown)
         decoded = decode(self.model, prompts, self.tokenizer.eos_id, DecodeConfig(), self.device,
-                         banned=(self.tokenizer.pad_id, self.tokenizer.unk_id, self.tokenizer.sep_id))
+                         banned=not_text(self.tokenizer))
         answers = []
         for [best] in decoded:
             text = self.tokenizer.decode(best.ids)
@@ -183,3 +180,48 @@ def adversarial_search(teacher: Teacher, rows: list[dict], ops: list[str], ctx: 
     log.info("adversarial search: the teacher answers %d of %d right; %d candidate edits flip %d of those (%.1f%%)",
              len(attacked), len(rows), len(candidates), len(found), 100 * len(found) / max(len(attacked), 1))
     return found, counts
+
+
+def teach(cfg, source: list[dict], ctx: Context, out: Output) -> dict:
+    """msr augment's teacher step: pseudo-labels and adversarial edits, each if asked for, added
+    to `out`; what each found."""
+    options = cfg.augment
+    teacher = Teacher(options.teacher, asdict(cfg.data), resolve_device(cfg.device.type))
+    report = {}
+    if options.pseudo_labels:
+        report["pseudo_labels"] = pseudo_label(teacher, cfg, out)
+    if options.adversarial:
+        found, report["adversarial"] = adversarial_search(teacher, source, label_preserving(ctx.task), ctx,
+                                                         options.adversarial, options.edits, cfg.seed)
+        for i, flips in found.items():
+            for record, applied, answer in flips:  # the first that is new to the data set
+                if out.add("adversarial", record, i, teacher_answer=answer, edits=applied):
+                    break
+    return report
+
+
+def pseudo_label(teacher: Teacher, cfg, out: Output) -> dict:
+    """Fresh inputs from the task's generator, labelled by the teacher; the confident ones kept.
+    The generator's own answers are kept aside only to say how often the teacher was right."""
+    split = getattr(cfg.data, cfg.augment.split)
+    fresh = []
+    for i in range(cfg.augment.pseudo_labels):
+        rng = random.Random(f"unlabeled-{cfg.seed}-{i}")
+        fresh.append(TASKS[cfg.data.name].sample(rng, rng.randint(split.min_steps, split.max_steps), cfg.data))
+    answers = teacher.answer([r["input"] for r in fresh])
+    confident = kept = correct = 0  # not `right`, the function above
+    for record, answer in zip(fresh, answers):
+        if answer.confidence < cfg.augment.confidence:
+            out.count("pseudo_label", "below confidence")
+            continue
+        confident += 1
+        labelled = {"input": record["input"], "target": answer.text, "steps": record["steps"]}
+        if answer.working is not None:  # the teacher's own working, if it writes one
+            labelled["scratchpad"] = answer.working
+        if out.add("pseudo_label", labelled, None, confidence=round(answer.confidence, 4)):
+            kept += 1
+            correct += answer.text == record["target"]
+    log.info("pseudo-labels: %d of %d fresh inputs labelled with confidence >= %g, %d of them new; %d of those "
+             "answers are right (checked with the task's solver)", confident, len(fresh), cfg.augment.confidence,
+             kept, correct)
+    return {"inputs": len(fresh), "confident": confident, "kept": kept, "right": correct}

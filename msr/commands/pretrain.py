@@ -12,15 +12,13 @@ from __future__ import annotations
 import logging
 import math
 
-from msr.commands.train import check_lengths, seed_everything, train_model, training_summary
-from msr.config import to_object
-from msr.data import DataSplits, content_fingerprint, load_data
+from msr.data import content_fingerprint, corpus_texts, load_data
 from msr.data.batching import pack
-from msr.data.tokenizer import EOS, TextTokenizer
-from msr.device import resolve_device
+from msr.data.tokenizer import TextTokenizer
 from msr.errors import UserError
 from msr.eval.metrics import evaluate
 from msr.runs import RunDir
+from msr.train.recipe import check_lengths, new_model, start, train_model, training_summary
 
 log = logging.getLogger("msr")
 
@@ -28,31 +26,12 @@ EMPTY_SUMMARY = {"metrics": {}, "steps": 0, "tokens_per_second": None, "paramete
 
 
 def run(dict_cfg, run: RunDir) -> dict:
-    cfg = to_object(dict_cfg)
-    seed_everything(cfg.seed)
-    device = resolve_device(cfg.device.type)
-    dataset = load_data(cfg.data, cfg.paths)
-    texts = corpus(dataset)
+    cfg, device = start(dict_cfg)
+    texts = corpus_texts(load_data(cfg.data, cfg.paths))
     tokenizer = TextTokenizer.build([texts["train"]], cfg.data.tokenizer, cfg.data.vocab_size)
-    data = {}
-    for split, text in texts.items():
-        ids = tokenizer.encode_batch([text])[0]
-        if len(ids) <= cfg.data.block_size:
-            raise UserError(f"the {split} split has {len(ids)} tokens, not enough for one block of "
-                            f"data.block_size={cfg.data.block_size}; lower data.block_size")
-        stride = cfg.data.block_stride if split == "train" else 0  # held-out splits score each token once
-        data[split] = pack(ids, cfg.data.block_size, stride).to(device)
-        unknown = ids.count(tokenizer.unk_id)
-        if unknown:
-            log.warning("%s: %d symbols are not in the training vocabulary and map to <unk>", split, unknown)
-    log.info("corpus %s: %s blocks of %d tokens; vocabulary %d (%s)", cfg.data.name,
-             ", ".join(f"{split} {len(blocks):,}" for split, blocks in data.items()), cfg.data.block_size,
-             tokenizer.vocab_size, cfg.data.tokenizer.value)
-    if "val" not in data:
-        raise UserError(f"data={cfg.data.name} has no validation split; set data.val_ratio > 0")
-    check_lengths(data, getattr(cfg.model, "max_len", None))
-
-    model, trainer, result = train_model(cfg, dict_cfg, run, tokenizer, data, device, objective="lm")
+    data = pack_splits(texts, tokenizer, cfg, device)
+    model = new_model(cfg, tokenizer, device)
+    trainer, result = train_model(model, cfg, dict_cfg, run, tokenizer, data, device, objective="lm")
     losses = {"val": result["val"]["val/loss"]}  # the best evaluation is the best checkpoint's
     if "test" in data:
         losses["test"] = evaluate(model, data["test"], cfg.trainer.eval_batch_size, trainer.autocast)["loss"]
@@ -67,8 +46,23 @@ def run(dict_cfg, run: RunDir) -> dict:
     return {"metrics": metrics, **training_summary(result, model, device, cfg.seed, fingerprint)}
 
 
-def corpus(dataset: DataSplits) -> dict[str, str]:
-    """Each split as one text: a corpus as it is; a task's inputs, each closed by <eos>."""
-    if dataset.corpus:
-        return {split: rows[0]["text"] for split, rows in dataset.splits.items()}
-    return {split: "".join(r["input"] + EOS for r in rows) for split, rows in dataset.splits.items()}
+def pack_splits(texts: dict[str, str], tokenizer: TextTokenizer, cfg, device) -> dict:
+    """Each split packed into blocks of data.block_size tokens on `device`."""
+    data = {}
+    for split, text in texts.items():
+        ids = tokenizer.encode_batch([text])[0]
+        if len(ids) <= cfg.data.block_size:
+            raise UserError(f"the {split} split has {len(ids)} tokens, not enough for one block of "
+                            f"data.block_size={cfg.data.block_size}; lower data.block_size")
+        stride = cfg.data.block_stride if split == "train" else 0  # held-out splits score each token once
+        data[split] = pack(ids, cfg.data.block_size, stride).to(device)
+        unknown = ids.count(tokenizer.unk_id)
+        if unknown:
+            log.warning("%s: %d symbols are not in the training vocabulary and map to <unk>", split, unknown)
+    log.info("corpus %s: %s blocks of %d tokens; vocabulary %d (%s)", cfg.data.name,
+             ", ".join(f"{split} {len(packed):,}" for split, packed in data.items()), cfg.data.block_size,
+             tokenizer.vocab_size, cfg.data.tokenizer.value)
+    if "val" not in data:
+        raise UserError(f"data={cfg.data.name} has no validation split; set data.val_ratio > 0")
+    check_lengths(data, getattr(cfg.model, "max_len", None))
+    return data

@@ -83,6 +83,16 @@ def load_data(cfg, paths, exclude: set[str] | None = None, split: str = "test") 
     return data
 
 
+def corpus_texts(dataset: DataSplits) -> dict[str, str]:
+    """Each split as one text for language modelling: a corpus as it is; a task's inputs (no
+    answers), each closed by <eos>."""
+    from msr.data.tokenizer import EOS
+
+    if dataset.corpus:
+        return {split: rows[0]["text"] for split, rows in dataset.splits.items()}
+    return {split: "".join(r["input"] + EOS for r in rows) for split, rows in dataset.splits.items()}
+
+
 def content_fingerprint(splits: dict[str, list[dict]]) -> str:
     """A hash of every example as the model sees it: equal fingerprints, equal data."""
     digest = hashlib.sha256()

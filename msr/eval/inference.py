@@ -5,19 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from msr.errors import UserError
+from msr.runs import checkpoint_dir  # finetune and augment's teacher import it from here too
 from msr.train.checkpoint import load_meta, load_tokenizer, load_weights
-
-
-def checkpoint_dir(run: str | Path, name: str) -> Path:
-    """RUN is a run folder or one of its checkpoint folders."""
-    path = Path(run)
-    if (path / "model.safetensors").is_file():
-        return path
-    found = path / "checkpoints" / name
-    if not (found / "model.safetensors").is_file():
-        raise UserError(f"{run} has no checkpoints/{name}/model.safetensors: not a run of msr train "
-                        f"(or it stopped before its first checkpoint; checkpoint=last may exist)")
-    return found
 
 
 def load_checkpoint(directory: Path, device):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from msr.errors import UserError
-from msr.runs import run_folder
+from msr.runs import run_folder, saved_config
 
 log = logging.getLogger("msr")
 
@@ -73,22 +73,13 @@ def lineage(folder: Path) -> list[Path]:
         chain.append(parent)
 
 
-def saved_config(folder: Path):
-    from omegaconf import OmegaConf
-
-    path = folder / ".hydra" / "config.yaml"
-    if not path.is_file():
-        raise UserError(f"{folder} is not a run folder (it has no .hydra/config.yaml)")
-    return OmegaConf.load(path)
-
-
 def rebuild(folder: Path, paths):
     """The run's data (DataSplits) as it trained on it, checked against its fingerprint; None
     for a text corpus. `paths` are today's (the data may have moved since: MSR_DATA)."""
     from omegaconf import OmegaConf
 
     from msr.config import SCHEMAS, DataCommandConfig, FilesConfig, to_object
-    from msr.data import content_fingerprint, load_data
+    from msr.data import content_fingerprint, corpus_texts, load_data
 
     saved = saved_config(folder)
     schema = SCHEMAS.get(f"data/{saved.data.name}", FilesConfig)
@@ -106,9 +97,7 @@ def rebuild(folder: Path, paths):
     record = read_json(folder / "metrics.json")
     expected, command = record.get("data_fingerprint"), record.get("command")
     if command == "pretrain":
-        from msr.commands.pretrain import corpus
-
-        found = content_fingerprint({name: [{"text": text}] for name, text in corpus(data).items()})
+        found = content_fingerprint({name: [{"text": text}] for name, text in corpus_texts(data).items()})
     else:
         found = content_fingerprint(data.splits)
     if expected is None:

@@ -23,7 +23,7 @@ from torch import nn
 
 from msr.data.tokenizer import TextTokenizer
 from msr.errors import UserError
-from msr.runs import fsync_path
+from msr.runs import fsync_path, latest_checkpoint  # noqa: F401 (re-exported: resume and tests import it here)
 
 FORMAT_VERSION = 1
 
@@ -139,10 +139,3 @@ def load_trainer_state(directory: Path) -> dict:
                         f"({str(err).splitlines()[0][:120]})") from None
     except (RuntimeError, EOFError, OSError) as err:
         raise UserError(f"{path} is damaged or truncated ({str(err).splitlines()[0][:120]})") from None
-
-
-def latest_checkpoint(run: Path) -> Path | None:
-    """checkpoints/last, or, if a crash struck while it was being replaced, what stands in for it."""
-    folder = Path(run) / "checkpoints"
-    candidates = [folder / "last", folder / ".last.old", *sorted(folder.glob("step-*"), reverse=True)]
-    return next((c for c in candidates if (c / "meta.json").is_file() and (c / "model.safetensors").is_file()), None)

@@ -1,4 +1,9 @@
-"""The training loop: optimizer steps, periodic evaluation, early stopping and checkpoints."""
+"""The training loop: optimizer steps, periodic evaluation, early stopping and checkpoints.
+
+Everything the loop changes as it goes is one `LoopState`; with the `Trainer`'s own state
+(optimizer, schedule, gradient scaler, skipped steps) it is what trainer_state.pt holds, as
+plain tensors and dicts, so a resumed loop goes on exactly where the saved one stood.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import math
 import random
 import signal
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
 
@@ -80,6 +87,16 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         return total
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "skipped": self.skipped}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.skipped = state["skipped"]
 
 
 class EarlyStopping:
@@ -158,6 +175,51 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@dataclass
+class LoopState:
+    """Where the loop stands. `state_dict` is trainer_state.pt's layout (the trainer adds its own
+    keys): the flat dict of earlier versions, so their run folders still resume."""
+
+    early_stopping: EarlyStopping
+    step: int = 0
+    tokens: int = 0  # trained on, padding left out
+    train_seconds: float = 0.0  # logging and evaluation left out
+    running_loss: float | torch.Tensor = 0.0  # summed on the device since the last log line: no sync per step
+    running_steps: int = 0
+    metrics: dict = field(default_factory=dict)  # the latest evaluation's
+    stopped_early: bool = False  # not saved: a resumed run trains on to its next evaluation
+    _clock: float = field(default=0.0, repr=False)  # when training time last started counting
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "metrics": self.metrics, "tokens": self.tokens, "train_seconds": self.train_seconds,
+                "running_loss": float(self.running_loss), "running_steps": self.running_steps,
+                "early_stopping": self.early_stopping.state_dict(), "rng": rng_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.tokens, self.train_seconds = state["step"], state["tokens"], state["train_seconds"]
+        self.running_loss, self.running_steps = state["running_loss"], state["running_steps"]
+        self.metrics = state["metrics"]
+        self.early_stopping.load_state_dict(state["early_stopping"])
+        set_rng_state(state["rng"])
+
+    def start_clock(self) -> None:
+        self._clock = time.perf_counter()
+
+    @contextmanager
+    def clock_paused(self):
+        """Time spent in this block is not training time (tokens_per_second leaves it out)."""
+        self.train_seconds += time.perf_counter() - self._clock
+        try:
+            yield
+        finally:
+            self._clock = time.perf_counter()
+
+
+def due(step: int, every: int, last: int) -> bool:
+    """Logging and evaluation come every `every` steps and at the last one."""
+    return step % every == 0 or step == last
+
+
 def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int,
         log_history: Callable[[dict], None], save: Callable[[str, dict], None],
         interactive: bool = False, resume: dict | None = None, language_model: bool = False) -> dict:
@@ -165,88 +227,97 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
     whose validation metrics are those of the best evaluation (the `best` checkpoint).
 
     `resume` is the state a `last` checkpoint saved: training goes on from its step with the
-    same early-stopping record, random streams and data order, as if never interrupted.
+    same optimizer, early-stopping record, random streams and data order, as if never interrupted.
     A `language_model` is validated by next-token accuracy: a whole block is never exactly right."""
-    score = "token_accuracy" if language_model else "accuracy"
-    order = BatchOrder(len(train), cfg.batch_size, seed)
-    stopper = EarlyStopping(cfg.early_stopping)
-    sync = torch.cuda.synchronize if train.inputs.is_cuda else (lambda: None)
-    step, tokens, train_seconds, running_loss, running_steps, metrics = 0, 0, 0.0, 0.0, 0, {}
+    state = LoopState(EarlyStopping(cfg.early_stopping))
     if resume is not None:
-        step, tokens, train_seconds = resume["step"], resume["tokens"], resume["train_seconds"]
-        running_loss, running_steps, metrics = resume["running_loss"], resume["running_steps"], resume["metrics"]
-        stopper.load_state_dict(resume["early_stopping"])
-        trainer.scaler.load_state_dict(resume["scaler"])
-        trainer.skipped = resume["skipped"]
-        set_rng_state(resume["rng"])
-        log.info("resuming at step %d of %d", step, cfg.max_steps)
+        trainer.load_state_dict(resume)
+        state.load_state_dict(resume)
+        log.info("resuming at step %d of %d", state.step, cfg.max_steps)
+    order = BatchOrder(len(train), cfg.batch_size, seed)
+    sync = torch.cuda.synchronize if train.inputs.is_cuda else (lambda: None)
 
     def checkpoint(name: str) -> None:
-        save(name, {"step": step, "metrics": metrics, "tokens": tokens, "train_seconds": train_seconds,
-                    "running_loss": float(running_loss), "running_steps": running_steps,
-                    "early_stopping": stopper.state_dict(), "scaler": trainer.scaler.state_dict(),
-                    "skipped": trainer.skipped, "rng": rng_state()})
+        save(name, {**trainer.state_dict(), **state.state_dict()})
 
-    stopped_early = False
     trainer.model.train()
-    t0 = time.perf_counter()
-    with Progress(cfg.max_steps, interactive, start=step) as progress, GracefulStop() as stop:
-        while step < cfg.max_steps and not stopped_early:
+    state.start_clock()
+    with Progress(cfg.max_steps, interactive, start=state.step) as progress, GracefulStop() as stop:
+        while state.step < cfg.max_steps and not state.stopped_early:
             lr = logged_lr(trainer.optimizer)  # the lr this step gives the body
-            batches = []
-            for micro in range(cfg.grad_accum_steps):
-                index = order(step * cfg.grad_accum_steps + micro)
-                tokens += int(train.lengths[index].sum())
-                batches.append(train.batch(index))
-            running_loss = running_loss + trainer.step(batches)
-            running_steps += 1
-            step += 1
-
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
-                loss = float(running_loss) / running_steps  # the one device sync per log interval
-                running_loss, running_steps = 0.0, 0
-                if not math.isfinite(loss):
-                    raise TrainingFailed(f"the training loss is {loss} at step {step}")
-                train_seconds += time.perf_counter() - t0
-                speed = tokens / max(train_seconds, 1e-9)
-                log_history({"step": step, "train/loss": loss, "lr": lr, "tokens_per_second": speed})
-                progress.update(step, loss, lr, speed)
-                t0 = time.perf_counter()
-
-            evaluated = step % cfg.eval_every == 0 or step == cfg.max_steps
+            optimizer_step(trainer, state, train, order, cfg.grad_accum_steps)
+            if due(state.step, cfg.log_every, cfg.max_steps):
+                log_training(state, lr, log_history, progress)
+            evaluated = due(state.step, cfg.eval_every, cfg.max_steps)
             if evaluated:
-                sync()
-                train_seconds += time.perf_counter() - t0
-                result = evaluate(trainer.model, val, cfg.eval_batch_size, trainer.autocast)
-                metrics = {"val/loss": result["loss"], f"val/{score}": result[score]}
-                improved = stopper.update(metrics, step)
-                log_history({"step": step, **metrics})
-                log.info("step %d: val loss %.4f, val %s %.4f%s", step, result["loss"], score.replace("_", " "),
-                         result[score], " (best so far)" if improved else "")
-                if improved:
-                    checkpoint("best")
-                if stopper.should_stop and step < cfg.max_steps:
-                    stopped_early = True
-                    log.info("early stopping: %s has not improved by more than %g for %d evaluations "
-                             "(best %.4f at step %d)", cfg.early_stopping.monitor, cfg.early_stopping.min_delta,
-                             cfg.early_stopping.patience, stopper.best, stopper.best_step)
-                t0 = time.perf_counter()
-            due = evaluated if not cfg.checkpoint_every else step % cfg.checkpoint_every == 0
-            paused = step == cfg.stop_at
-            if due or stop.signal or paused or step == cfg.max_steps or stopped_early:  # the end is always kept
-                checkpoint("last")
+                sync()  # the steps' queued work is training time
+                with state.clock_paused():
+                    validate(trainer, val, cfg, state, log_history, checkpoint, language_model)
+            periodic = evaluated if not cfg.checkpoint_every else state.step % cfg.checkpoint_every == 0
+            paused = state.step == cfg.stop_at
+            if periodic or stop.signal or paused or state.step == cfg.max_steps or state.stopped_early:
+                checkpoint("last")  # the end, and any stop, always leave a checkpoint to resume from
             if stop.signal or paused:
-                log.info("stopped at step %d; checkpoints/last holds it", step)
-                raise stop_exception(stop.signal) if stop.signal else Paused(step)
+                log.info("stopped at step %d; checkpoints/last holds it", state.step)
+                raise stop_exception(stop.signal) if stop.signal else Paused(state.step)
     if trainer.skipped:
         log.warning("%d steps were skipped for a non-finite loss", trainer.skipped)
+    return summary(state, trainer)
+
+
+def optimizer_step(trainer: Trainer, state: LoopState, train: EncodedSplit, order: BatchOrder,
+                   micro_batches: int) -> None:
+    """One optimizer step over the next `micro_batches` batches of the data order."""
+    batches = []
+    for micro in range(micro_batches):
+        index = order(state.step * micro_batches + micro)
+        state.tokens += int(train.lengths[index].sum())
+        batches.append(train.batch(index))
+    state.running_loss = state.running_loss + trainer.step(batches)
+    state.running_steps += 1
+    state.step += 1
+
+
+def log_training(state: LoopState, lr: float, log_history: Callable[[dict], None], progress: Progress) -> None:
+    """The mean training loss since the last log line: the one device sync per log interval."""
+    loss = float(state.running_loss) / state.running_steps
+    state.running_loss, state.running_steps = 0.0, 0
+    if not math.isfinite(loss):
+        raise TrainingFailed(f"the training loss is {loss} at step {state.step}")
+    with state.clock_paused():
+        speed = state.tokens / max(state.train_seconds, 1e-9)
+        log_history({"step": state.step, "train/loss": loss, "lr": lr, "tokens_per_second": speed})
+        progress.update(state.step, loss, lr, speed)
+
+
+def validate(trainer: Trainer, val: EncodedSplit, cfg, state: LoopState, log_history: Callable[[dict], None],
+             checkpoint: Callable[[str], None], language_model: bool) -> None:
+    """Evaluate on `val`; keep checkpoints/best when it is the best so far; stop early once
+    early_stopping.patience evaluations brought no improvement."""
+    score = "token_accuracy" if language_model else "accuracy"
+    result = evaluate(trainer.model, val, cfg.eval_batch_size, trainer.autocast)
+    state.metrics = {"val/loss": result["loss"], f"val/{score}": result[score]}
+    stopper = state.early_stopping
+    improved = stopper.update(state.metrics, state.step)
+    log_history({"step": state.step, **state.metrics})
+    log.info("step %d: val loss %.4f, val %s %.4f%s", state.step, result["loss"], score.replace("_", " "),
+             result[score], " (best so far)" if improved else "")
+    if improved:
+        checkpoint("best")
+    if stopper.should_stop and state.step < cfg.max_steps:
+        state.stopped_early = True
+        log.info("early stopping: %s has not improved by more than %g for %d evaluations (best %.4f at step %d)",
+                 stopper.cfg.monitor, stopper.cfg.min_delta, stopper.cfg.patience, stopper.best, stopper.best_step)
+
+
+def summary(state: LoopState, trainer: Trainer) -> dict:
     return {
-        "steps": step,
-        "best_step": stopper.best_step,
-        "stopped_early": stopped_early,
+        "steps": state.step,
+        "best_step": state.early_stopping.best_step,
+        "stopped_early": state.stopped_early,
         "skipped_steps": trainer.skipped,
-        "tokens": tokens,
-        "train_seconds": train_seconds,
-        "tokens_per_second": tokens / max(train_seconds, 1e-9),
-        "val": stopper.best_metrics,
+        "tokens": state.tokens,
+        "train_seconds": state.train_seconds,
+        "tokens_per_second": state.tokens / max(state.train_seconds, 1e-9),
+        "val": state.early_stopping.best_metrics,
     }

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from msr.data.tokenizer import TextTokenizer
 from msr.errors import UserError
 from msr.models import build_model
 from msr.train.checkpoint import fit_weights, read_weights
@@ -50,6 +51,44 @@ class Transfer:
             if p.requires_grad:
                 count += self.new_rows[name] * p[0].numel() if name in self.new_rows else p.numel()
         return count
+
+
+def check_architecture(saved: dict, wanted: dict, init: str) -> None:
+    """The init run's model, unchanged but for dropout and a longer max_len (positions past the
+    init run's are new rows, as new symbols are; sinusoidal ones are computed): other settings
+    would not fit its weights, or (heads, shared layers) would load them silently into another
+    computation. (`model=` itself is checked by the command line, before composing.)"""
+    for key, value in saved.items():
+        now = getattr(wanted.get(key), "value", wanted.get(key))  # an enum's value, as meta.json holds it
+        if key == "max_len" and now < value:
+            raise UserError(f"model.max_len={now}, but init={init} was trained with {value}; model.max_len may "
+                            f"grow, not shrink: leave it out or raise it")
+        if key not in ("dropout", "max_len") and now != value:
+            raise UserError(f"model.{key}={now}, but init={init} was trained with {value}; a fine-tuned "
+                            f"model keeps the init run's architecture (only model.dropout may change), though "
+                            f"model.max_len may grow")
+
+
+def grow_vocabulary(pretrained: TextTokenizer, texts) -> tuple[TextTokenizer, list[str]]:
+    """The init run's vocabulary with the symbols of `texts` it lacks added at the end; those symbols."""
+    tokenizer, new = pretrained.extend(texts)
+    if new:
+        shown = " ".join(new[:20]) + (" ..." if len(new) > 20 else "")
+        log.info("vocabulary: %d symbols from init, %d new from the task's training split (%s): "
+                 "embedding and head rows %d -> %d", pretrained.vocab_size, len(new), shown,
+                 pretrained.vocab_size, tokenizer.vocab_size)
+    return tokenizer, new
+
+
+def new_positions(saved: dict, model_cfg) -> int:
+    """Learned positions past the init run's model.max_len (`saved` is its model config)."""
+    if getattr(model_cfg, "positions", None) != "learned":
+        return 0
+    new = model_cfg.max_len - saved["max_len"]
+    if new:
+        log.info("positions: %d from init, %d new (model.max_len %d -> %d), started at their mean; they train",
+                 saved["max_len"], new, saved["max_len"], model_cfg.max_len)
+    return new
 
 
 def load_pretrained(directory: Path, model_cfg, vocab_size: int, device) -> nn.Module:

@@ -6,11 +6,16 @@ Each operator is one reasoning step: the running value must be carried from one 
 The scratchpad is that running value after each step, modulo `modulus`: "2 , 6 , 4".
 Operands are digits 0..modulus-1, so with `k` steps there are modulus**(k+1) * len(operators)**k
 distinct expressions.
+
+Rewrites: swap_operands (the first pair, where + or * commutes) and perturb_numbers (operands
+changed, answer recomputed).
 """
 
 from __future__ import annotations
 
 import random
+
+from msr.data.tasks.rewriting import derive, other
 
 OPERATIONS = {
     "+": lambda a, b: a + b,
@@ -30,9 +35,14 @@ def sample(rng: random.Random, steps: int, cfg) -> dict:
     return {"input": text, "target": values[-1], "steps": steps, "scratchpad": " , ".join(values)}
 
 
+def parse(text: str) -> list[str]:
+    """Operand, operator, operand, ...: the words before "="."""
+    return text.removesuffix("=").split()
+
+
 def running_values(text: str, modulus: int) -> list[str]:
     """The value after each operator, modulo `modulus` (the same as reducing only at the end)."""
-    words = text.removesuffix("=").split()
+    words = parse(text)
     value, values = int(words[0]), []
     for op, x in zip(words[1::2], words[2::2]):
         value = OPERATIONS[op](value, int(x)) % modulus
@@ -42,7 +52,7 @@ def running_values(text: str, modulus: int) -> list[str]:
 
 def answer(text: str, modulus: int) -> str:
     """The task's own checker: evaluate `text` left to right, then reduce modulo `modulus`."""
-    words = text.removesuffix("=").split()
+    words = parse(text)
     value = int(words[0])
     for op, x in zip(words[1::2], words[2::2]):
         value = OPERATIONS[op](value, int(x))
@@ -52,3 +62,31 @@ def answer(text: str, modulus: int) -> str:
 def count(steps: int, cfg) -> int:
     """How many distinct inputs have this many steps."""
     return cfg.modulus ** (steps + 1) * len(cfg.operators) ** steps
+
+
+# ---- rewrites (msr augment) ---------------------------------------------------------------------
+
+def _rewritten(record: dict, words: list[str], modulus: int, recompute: bool) -> dict:
+    text = " ".join(words) + " ="
+    values = running_values(text, modulus)
+    return derive(record, text, answer(text, modulus) if recompute else None, " , ".join(values))
+
+
+def swap_operands(record, rng, cfg):
+    # evaluated left to right, later operands meet the running value: only the first pair commutes
+    words = parse(record["input"])
+    if len(words) < 3 or words[1] not in ("+", "*") or words[0] == words[2]:
+        return None
+    words[0], words[2] = words[2], words[0]
+    return _rewritten(record, words, cfg.modulus, recompute=False)
+
+
+def perturb_numbers(record, rng, cfg):
+    words = parse(record["input"])
+    operands = range(0, len(words), 2)
+    for i in rng.sample(operands, min(len(operands), rng.randint(1, 2))):
+        words[i] = str(other(rng, range(cfg.modulus), int(words[i])))
+    return _rewritten(record, words, cfg.modulus, recompute=True)
+
+
+REWRITES = {"swap_operands": swap_operands, "perturb_numbers": perturb_numbers}

@@ -9,12 +9,16 @@ above), each composing one more relation. Everyone has one recorded parent and n
 the answer is fixed by how many generations their nearest common ancestor is above the first
 person (u) and above the last (d): uncle is (2, 1), first cousin (2, 2). The scratchpad is the relation
 of each person in turn to the first: "mother , uncle , first cousin".
+
+Rewrites: rename_entities (new names from the same gender's pool).
 """
 
 from __future__ import annotations
 
 import math
 import random
+
+from msr.data.tasks.rewriting import derive
 
 MEN = ("Adam", "Bob", "Carl", "Dan", "Eric", "Frank", "George", "Henry", "Ian", "Jack",
        "Kevin", "Leo", "Mark", "Nick", "Oscar", "Paul", "Ray", "Sam", "Tom", "Victor")
@@ -90,14 +94,23 @@ def relation(up: int, down: int, female: bool) -> str:
     return "great " * max(n - 2, 0) + word
 
 
+def parse(text: str) -> tuple[list[tuple[str, str, str]], str]:
+    """The story as (who, relation word, of whom), and the first person, whom the query is about."""
+    *sentences, query = text.split(" . ")
+    story = []
+    for sentence in sentences:
+        who, _, _, word, _, of = sentence.split()  # "Bea is the mother of Anne"
+        story.append((who, word, of))
+    return story, query.split()[-2]
+
+
 def scratchpad(text: str) -> str:
     """The relation of each person to the queried one, in story order, from the words alone:
     track where each stands as (u, d) from that person's line of ancestors."""
-    *sentences, query = text.split(" . ")
-    where = {query.split()[-2]: (0, 0)}
+    story, first = parse(text)
+    where = {first: (0, 0)}
     running = []
-    for sentence in sentences:
-        who, _, _, word, _, of = sentence.split()
+    for who, word, of in story:
         up, down = where[of]
         edge, female = STATED[word]
         if edge != "child":  # a sibling is a further child of the parent
@@ -118,3 +131,23 @@ def count(steps: int, cfg) -> int:
     """A lower bound on the distinct inputs with this many steps: the walks of children and
     siblings only (always allowed), each naming its people from either pool."""
     return 2**steps * math.perm(len(MEN) + len(WOMEN), steps + 1)
+
+
+# ---- rewrites (msr augment) ---------------------------------------------------------------------
+
+def rename_entities(record, rng, cfg):
+    # names carry the gender of the first person (who is only ever an object): keep each pool
+    words = record["input"].split(" ")
+    new = {}
+    for pool in (MEN, WOMEN):
+        named = list(dict.fromkeys(w for w in words if w in pool))
+        unused = [n for n in pool if n not in named]
+        choices = unused if len(unused) >= len(named) else pool  # else permute the pool
+        new.update(zip(named, rng.sample(choices, len(named)), strict=True))
+    if all(new[n] == n for n in new):
+        return None
+    text = " ".join(new.get(w, w) for w in words)
+    return derive(record, text, scratchpad=scratchpad(text))
+
+
+REWRITES = {"rename_entities": rename_entities}

@@ -1,0 +1,74 @@
+"""What `msr evaluate` records: the split's metrics and error breakdowns, how the split was kept
+apart from the training data, and one predictions.jsonl line per example."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+from msr.data import ANSWER_MARK, answer_of
+from msr.data.summary import MAX_LABELS
+from msr.eval import scores
+from msr.eval.answers import Answers
+from msr.runs import atomic_write
+
+log = logging.getLogger("msr")
+
+
+def held_out_record(data, seen, split: str, limit: int) -> dict | None:
+    """How the evaluated split was kept apart from the runs' training data, counted again on
+    the examples themselves (not assumed from how they were drawn)."""
+    if split == "train":
+        return None
+    raw = data.raw[split][: limit or None]
+    overlap = sum(r["input"] in seen.inputs for r in raw)
+    if data.excluded:
+        log.info("%s: %d drawn examples were inputs the evaluated run(s) trained on and were left out; %d of the "
+                 "%d %s inputs are in their training data", split, data.excluded, overlap, len(raw), split)
+    return {"overlap": overlap, "excluded": data.excluded, "training_inputs": len(seen.inputs), "runs": seen.runs}
+
+
+def build_report(split: str, rows: list[dict], predictions, correct: list[bool], teacher_forced: dict,
+                 chance: float | None) -> dict:
+    n = len(rows)
+    metrics = {
+        f"{split}/accuracy": sum(correct) / n,
+        f"{split}/token_accuracy": teacher_forced["token_accuracy"],
+        f"{split}/loss": teacher_forced["loss"],
+        f"{split}/perplexity": math.exp(min(teacher_forced["loss"], 50.0)),
+    }
+    targets = [r["target"] for r in rows]
+    scratchpad = any(ANSWER_MARK in t for t in targets)
+    if scratchpad:  # the answer after #### is scored alone, too
+        metrics[f"{split}/answer_accuracy"] = sum(answer_of(p) == answer_of(t)
+                                                 for p, t in zip(predictions, targets)) / n
+    steps = [r.get("steps", -1) for r in rows]
+    detail = scores.steps_breakdown(correct, steps)
+    report = {
+        "metrics": metrics,
+        "accuracy_by_steps": {k: v["accuracy"] for k, v in detail.items()},
+        "steps_detail": detail,
+        "compounding_fit": scores.compounding_fit(detail, chance),
+    }
+    if len(set(targets)) <= MAX_LABELS and not scratchpad:
+        report["classification"] = scores.classification_report(targets, [" ".join(p.split()) for p in predictions])
+    else:
+        report["text_metrics"] = {**scores.sacrebleu_scores(list(predictions), targets),
+                                  **scores.diversity(list(predictions))}
+    return report
+
+
+def write_predictions(path: Path, rows: list[dict], answers: Answers, correct: list[bool],
+                      target_logprobs: list[float], with_votes: bool) -> None:
+    def write(f) -> None:
+        columns = zip(rows, answers.texts, correct, answers.logprobs, target_logprobs, answers.votes)
+        for r, p, ok, lp, tlp, v in columns:
+            line = {"input": r["input"], "target": r["target"], "prediction": p, "correct": ok,
+                    "steps": r.get("steps"), "logprob": round(lp, 4), "target_logprob": round(tlp, 4)}
+            if with_votes:
+                line["votes"] = v
+            f.write(json.dumps(line) + "\n")
+
+    atomic_write(path, write)
