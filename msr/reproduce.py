@@ -54,9 +54,16 @@ def reproduce(argv: list[str]) -> int:
 
 
 def segments(command: str, overrides: list[str], resumes: list[dict], target: Path) -> list[list[str]]:
-    """The command lines that redo the run: its start, then each resume from the step it went on from."""
-    starts = [r for r in resumes if r["step"] > 0]  # a resume before the first checkpoint began afresh
-    first = overrides + [o for r in resumes if r["step"] == 0 for o in r["overrides"]]
+    """The command lines that redo the run: its start, then each resume from the step it went on from.
+    A resume's overrides are all it added to the run's own, so one that went on from no later a step
+    than the resume before it undoes that one: only the last of them is replayed."""
+    kept: list[dict] = []
+    for resume in resumes:
+        while kept and kept[-1]["step"] >= resume["step"]:
+            kept.pop()
+        kept.append(resume)
+    starts = [r for r in kept if r["step"] > 0]  # a resume before the first checkpoint began afresh
+    first = overrides + [o for r in kept if r["step"] == 0 for o in r["overrides"]]
     pauses = [f"trainer.stop_at={r['step']}" for r in starts] + ["trainer.stop_at=0"]
     lines = [[command, *first, *([pauses[0]] if starts else []), f"hydra.run.dir={target}"]]
     for resume, pause in zip(starts, pauses[1:]):

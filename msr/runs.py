@@ -21,9 +21,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from msr.errors import UserError
-# Re-exported: the console lived here before msr.logs, and msr.train.progress, the commands and
-# the tests still import it from here.
-from msr.logs import console, console_handler, interactive  # noqa: F401
 
 
 def fsync_path(path: Path) -> None:
@@ -127,7 +124,7 @@ def has_saved_config(folder: str | Path) -> bool:
 
 
 def saved_config(folder: str | Path):
-    """The run's fully resolved config, as an OmegaConf DictConfig."""
+    """The run's config as Hydra saved it (interpolations kept, so paths resolve against today's)."""
     from omegaconf import OmegaConf
 
     return OmegaConf.load(hydra_file(folder, "config.yaml"))

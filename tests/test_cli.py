@@ -164,7 +164,7 @@ def test_log_lines_on_an_80_column_terminal_keep_paths_whole(monkeypatch):
     import re
     import sys
 
-    from msr import runs
+    from msr import logs
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -173,14 +173,14 @@ def test_log_lines_on_an_80_column_terminal_keep_paths_whole(monkeypatch):
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     monkeypatch.setenv("COLUMNS", "80")
-    runs.console.cache_clear()  # a console for this fake terminal, then none left over for others
+    logs.console.cache_clear()  # a console for this fake terminal, then none left over for others
     try:
-        handler = runs.console_handler("[%(asctime)s] %(message)s", "%H:%M:%S")
+        handler = logs.console_handler("[%(asctime)s] %(message)s", "%H:%M:%S")
         folder = "/home/someone/experiments/outputs/multirun/train/2026-11-22/20-56-05/12"
         handler.handle(logging.makeLogRecord({"name": "msr", "msg": "run folder: %s", "args": (folder,),
                                               "levelno": logging.INFO, "levelname": "INFO"}))
     finally:
-        runs.console.cache_clear()
+        logs.console.cache_clear()
     shown = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue())
     assert f"run folder: {folder}\n" in shown, shown
 

@@ -118,3 +118,18 @@ def test_a_chance_level_model_gets_no_compounding_fit():
     real = steps_breakdown([True] * 90 + [False] * 10 + [True] * 72 + [False] * 28 + [True] * 58 + [False] * 42,
                            [1] * 100 + [2] * 100 + [3] * 100)
     assert compounding_fit(real, chance=0.1)["p"] == pytest.approx(0.8, abs=0.02)
+
+
+def test_a_checkpoint_without_its_run_folder_is_scored_and_said_unchecked(in_tmp, capsys):
+    import shutil
+
+    assert run_msr("train", *LSTM, "hydra.run.dir=run") == 0
+    shutil.copytree(in_tmp / "run/checkpoints/best", in_tmp / "copied")
+    capsys.readouterr()
+    assert run_msr("evaluate", "run=copied", "data=arith", "data.test.size=40", "hydra.run.dir=ev") == 0
+    assert "cannot be checked against it" in capsys.readouterr().err
+    held_out = read_metrics(in_tmp / "ev")["held_out"]
+    assert held_out["unchecked"] == ["copied"] and held_out["training_inputs"] == 0
+    # on the training split there is nothing to keep apart, and nothing needs rebuilding
+    assert run_msr("evaluate", "run=copied", "data=arith", "split=train", "hydra.run.dir=ev2") == 0
+    assert "held_out" not in read_metrics(in_tmp / "ev2")

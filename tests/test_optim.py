@@ -56,3 +56,20 @@ def test_weight_decay_skips_biases_and_sgd_options_pass_through():
     sgd = build_optimizer(SGDConfig(lr=0.05, momentum=0.8, nesterov=True), model)
     assert isinstance(sgd, torch.optim.SGD)
     assert sgd.defaults["nesterov"] is True and sgd.defaults["momentum"] == 0.8 and sgd.defaults["lr"] == 0.05
+
+
+def test_the_logged_lr_stays_the_bodys_after_loading_an_older_optimizer_state():
+    from msr.config import TrainerConfig
+    from msr.train.loop import Trainer
+    from msr.train.optim import logged_lr
+
+    model = build_model(RecurrentConfig(name="lstm"), 20)
+    scales = {name: (10.0 if name.startswith("embed.") else 1.0) for name, _ in model.named_parameters()}
+    optimizer = build_optimizer(AdamWConfig(lr=1e-2), model, scales)
+    trainer = Trainer(model, optimizer, build_scheduler(CosineConfig(warmup_steps=0), optimizer, 10),
+                      TrainerConfig(), torch.device("cpu"))
+    state = trainer.state_dict()
+    for group in state["optimizer"]["param_groups"]:  # as an msr that did not name the groups saved it
+        group.pop("parts")
+    trainer.load_state_dict(state)
+    assert logged_lr(trainer.optimizer) == pytest.approx(1e-2)

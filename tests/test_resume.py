@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import pytest
 from conftest import TINY, TINY_MODEL, msr_process, read_metrics, run_msr
 
-from msr.train.checkpoint import latest_checkpoint
+from msr.runs import latest_checkpoint
 from msr.train.loop import Trainer
 
 SETTINGS = [*TINY, "trainer.max_steps=30", "trainer.eval_every=10", "trainer.log_every=5"]
@@ -313,3 +313,21 @@ def test_ctrl_c_during_reproduce_stops_the_rerun_cleanly(in_tmp):
     [rerun] = list(in_tmp.glob("outputs/reproduce/*/*"))
     metrics = read_metrics(rerun)
     assert metrics["status"] == "interrupted" and 0 < metrics["steps"] < 3000
+
+
+def test_reproduce_replays_only_the_resume_that_counted():
+    from pathlib import Path
+
+    from msr.reproduce import segments
+
+    # resumed from 1000, stopped again before the next checkpoint, resumed from 1000 once more
+    resumes = [{"step": 1000, "overrides": ["trainer.max_steps=4000"]},
+               {"step": 1000, "overrides": ["trainer.max_steps=5000"]},
+               {"step": 3000, "overrides": ["trainer.max_steps=5000", "trainer.eval_every=100"]}]
+    assert segments("train", ["model=gru"], resumes, Path("T")) == [
+        ["train", "model=gru", "trainer.stop_at=1000", "hydra.run.dir=T"],
+        ["train", "resume=T", "trainer.max_steps=5000", "trainer.stop_at=3000"],
+        ["train", "resume=T", "trainer.max_steps=5000", "trainer.eval_every=100", "trainer.stop_at=0"]]
+    # a resume before the first checkpoint began afresh: it is the start
+    assert segments("train", ["model=gru"], [{"step": 0, "overrides": ["seed=3"]}], Path("T")) == [
+        ["train", "model=gru", "seed=3", "hydra.run.dir=T"]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import json
 import logging
 import shlex
 import signal
@@ -37,6 +38,9 @@ def run_command(command: str, cfg) -> dict:
     resuming = bool(cfg.get("resume"))
     # a resume refused for bad input leaves the run's record as it was
     record_before = (run.path / "metrics.json").read_text() if resuming and (run.path / "metrics.json").exists() else None
+    if record_before is not None:  # stopped again before training goes on, it has still reached as far
+        reached = json.loads(record_before)
+        run.progress.update({k: reached[k] for k in ("steps", "parameters") if reached.get(k) is not None})
     run.begin(resume=resuming)
     previous = signal.signal(signal.SIGTERM, _terminate)  # a scheduler's or `kill`'s stop ends like Ctrl-C
     try:

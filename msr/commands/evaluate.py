@@ -21,7 +21,7 @@ from msr.eval.inference import load_models
 from msr.eval.metrics import evaluate
 from msr.eval.prompts import check_fits
 from msr.eval.report import build_report, held_out_record, write_predictions
-from msr.eval.seen import seen_inputs
+from msr.eval.seen import chance_level, seen_inputs
 from msr.eval.tables import show_evaluation
 from msr.runs import RunDir
 
@@ -61,7 +61,8 @@ def run(dict_cfg, run: RunDir) -> dict:
         "split": cfg.split,
         "examples": len(rows),
         **({"held_out": held_out} if held_out else {}),
-        **build_report(cfg.split, rows, answers.texts, correct, teacher_forced, seen.chance),
+        **build_report(cfg.split, rows, answers.texts, correct, teacher_forced,
+                       seen.chance if seen.chance is not None else chance_level(data.splits.get("train", []))),
         "decode": {"strategy": cfg.decode.strategy.value, "seconds": round(answers.seconds, 3),
                    "tokens_per_second": answers.tokens_per_second},
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -13,7 +13,7 @@ import logging
 from dataclasses import asdict
 
 from msr.errors import UserError
-from msr.eval.inference import checkpoint_dir
+from msr.runs import checkpoint_dir
 from msr.runs import RunDir
 from msr.train.checkpoint import load_meta, load_tokenizer
 from msr.train.recipe import (EMPTY_SUMMARY, encode_splits, start, task_splits, test_and_summarize, train_model,

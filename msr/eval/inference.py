@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from msr.errors import UserError
-from msr.runs import checkpoint_dir  # finetune and augment's teacher import it from here too
+from msr.runs import checkpoint_dir
 from msr.train.checkpoint import load_meta, load_tokenizer, load_weights
 
 

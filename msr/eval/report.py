@@ -27,7 +27,8 @@ def held_out_record(data, seen, split: str, limit: int) -> dict | None:
     if data.excluded:
         log.info("%s: %d drawn examples were inputs the evaluated run(s) trained on and were left out; %d of the "
                  "%d %s inputs are in their training data", split, data.excluded, overlap, len(raw), split)
-    return {"overlap": overlap, "excluded": data.excluded, "training_inputs": len(seen.inputs), "runs": seen.runs}
+    record = {"overlap": overlap, "excluded": data.excluded, "training_inputs": len(seen.inputs), "runs": seen.runs}
+    return {**record, "unchecked": seen.unchecked} if seen.unchecked else record
 
 
 def build_report(split: str, rows: list[dict], predictions, correct: list[bool], teacher_forced: dict,

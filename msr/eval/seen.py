@@ -31,12 +31,20 @@ class Seen:
     inputs: set[str] = field(default_factory=set)
     runs: list[str] = field(default_factory=list)  # the run folders whose data `inputs` holds
     chance: float | None = None  # share of the first run's most frequent training target
+    unchecked: list[str] = field(default_factory=list)  # checkpoint folders kept apart from their run
 
 
 def seen_inputs(runs: list[str], split: str, paths) -> Seen:
     """The raw inputs of the splits of `runs` (and of their init runs) that `split` must not share."""
     seen = Seen()
+    if not SEEN_BY[split]:  # the training split itself: nothing to leave out
+        return seen
     for run in runs:
+        if not (run_folder(run) / ".hydra" / "config.yaml").is_file():
+            log.warning("run=%s is a checkpoint without its run folder: what it trained on is unknown, so the %s "
+                        "set cannot be checked against it", run, split)
+            seen.unchecked.append(str(run))
+            continue
         for folder in lineage(run_folder(run)):
             if str(folder) in seen.runs:
                 continue

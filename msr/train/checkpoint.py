@@ -23,7 +23,7 @@ from torch import nn
 
 from msr.data.tokenizer import TextTokenizer
 from msr.errors import UserError
-from msr.runs import fsync_path, latest_checkpoint  # noqa: F401 (re-exported: resume and tests import it here)
+from msr.runs import fsync_path
 
 FORMAT_VERSION = 1
 

@@ -93,7 +93,11 @@ class Trainer:
                 "scaler": self.scaler.state_dict(), "skipped": self.skipped}
 
     def load_state_dict(self, state: dict) -> None:
+        parts = [group.get("parts") for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, named in zip(self.optimizer.param_groups, parts):  # saved by an msr that did not name them
+            if named is not None:
+                group.setdefault("parts", named)
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.skipped = state["skipped"]

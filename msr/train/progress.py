@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from msr.runs import console
+from msr.logs import console
 
 log = logging.getLogger("msr.progress")
 

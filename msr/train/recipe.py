@@ -23,7 +23,8 @@ from msr.device import resolve_device
 from msr.errors import UserError
 from msr.eval.metrics import evaluate
 from msr.models import build_model, count_parameters
-from msr.runs import RunDir, interactive
+from msr.logs import interactive
+from msr.runs import RunDir
 from msr.train.checkpoint import load_training_weights, save_checkpoint
 from msr.train.loop import Trainer, fit
 from msr.train.optim import build_optimizer, build_scheduler
