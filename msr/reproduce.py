@@ -105,12 +105,18 @@ def check_config(folder: Path, command: str) -> list[str]:
     overrides = saved_overrides(folder)
     saved = OmegaConf.to_container(saved_config(folder))
     again = OmegaConf.to_container(compose_config(CONF_DIR, command, overrides))
-    differing = [key for key in sorted(set(flatten(saved)) | set(flatten(again)))
-                 if key != "resume" and flatten(saved).get(key) != flatten(again).get(key)]
+    before, now = flatten(saved), flatten(again)
+    differing = [key for key in sorted(before) if key != "resume" and before[key] != now.get(key, MISSING)]
     if differing:
         raise UserError(f"the config that {folder}'s overrides compose to today differs from the one it saved "
                         f"({', '.join(differing[:5])}): conf/ or msr changed since the run")
+    added = sorted(set(now) - set(before))  # keys msr gained since: no override of the run can set them
+    if added:
+        print(f"keys msr added since the run, at their defaults: {', '.join(added)}", file=sys.stderr)
     return overrides
+
+
+MISSING = object()
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

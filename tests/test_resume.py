@@ -331,3 +331,20 @@ def test_reproduce_replays_only_the_resume_that_counted():
     # a resume before the first checkpoint began afresh: it is the start
     assert segments("train", ["model=gru"], [{"step": 0, "overrides": ["seed=3"]}], Path("T")) == [
         ["train", "model=gru", "seed=3", "hydra.run.dir=T"]]
+
+
+def test_a_run_saved_before_a_key_was_added_still_reproduces(in_tmp, capsys):
+    import yaml
+
+    assert run_msr("train", *SETTINGS, *TINY_MODEL["gru"], "hydra.run.dir=run") == 0
+    saved = yaml.safe_load((in_tmp / "run/.hydra/config.yaml").read_text())
+    del saved["trainer"]["stop_at"]  # as a run made before trainer.stop_at existed saved it
+    (in_tmp / "run/.hydra/config.yaml").write_text(yaml.safe_dump(saved))
+    capsys.readouterr()
+    assert run_msr("reproduce", "run") == 0
+    assert "keys msr added since the run, at their defaults: trainer.stop_at" in capsys.readouterr().err
+    # a key whose saved value differs is still refused
+    saved["trainer"]["max_steps"] = 7
+    (in_tmp / "run/.hydra/config.yaml").write_text(yaml.safe_dump(saved))
+    assert run_msr("reproduce", "run") == 2
+    assert "differs from the one it saved (trainer.max_steps)" in capsys.readouterr().err
