@@ -299,6 +299,30 @@ def run_hydra(command: str, rest: list[str]) -> None:
         app()
     except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException) as err:
         raise UserError(one_line(err)) from None
+    except SystemExit:  # a single run's end, or a sweep stopped (Ctrl-C, sweep.fail_fast)
+        report_sweep(stopping=True)
+        raise
+    except Exception:  # Hydra re-raises a sweep's first failed job once every job has run
+        if not report_sweep():
+            raise  # not a sweep: a crash keeps its traceback
+    else:
+        report_sweep()
+
+
+def report_sweep(stopping: bool = False) -> bool:
+    """After a sweep: the table of its jobs and, if any failed, exit code 1 naming them. False
+    when no sweep ran here."""
+    from msr import sweeps
+
+    folder = sweeps.finished_sweep()
+    if folder is None:
+        return False
+    failed = sweeps.summarize(folder)
+    if failed and not stopping:
+        named = "; ".join(f"job {r['job']} ({r['reason']})" for r in failed[:5])
+        fail(f"{len(failed)} of {len(sweeps.read_manifest(folder))} jobs did not complete: {named}; their "
+             f"records are in {folder / sweeps.MANIFEST}", code=1)
+    return True
 
 
 if __name__ == "__main__":

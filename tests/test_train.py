@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -320,3 +321,32 @@ def test_the_bar_replaces_progress_lines_on_the_console_only():
         assert not console_filter.filter(progress_line) and console_filter.filter(other_line)
     finally:
         Progress.bar_shown = False
+
+
+SWEEP = [*TINY, "trainer.max_steps=6", "trainer.eval_every=3", "model=transformer", "model.d_model=16",
+         "model.n_layers=1", "model.n_heads=2", "model.d_ff=32"]
+
+
+def manifest(root) -> list[dict]:
+    [path] = list(root.glob("outputs/multirun/train/*/*/sweep.jsonl"))
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_failing_job_does_not_end_the_sweep(in_tmp, capsys):
+    # job 0's sequences do not fit model.max_len=4: found only once its data is loaded
+    assert run_msr("train", "-m", *SWEEP, "model.max_len=4,64,128") == 1
+    err = capsys.readouterr().err
+    jobs = manifest(in_tmp)
+    assert [(j["job"], j["status"]) for j in jobs] == [(0, "failed"), (1, "completed"), (2, "completed")]
+    assert "model.max_len=4 is shorter than some sequences" in jobs[0]["reason"]
+    assert jobs[1]["objective"] == read_metrics(Path(jobs[1]["folder"]))["metrics"]["val/accuracy"]
+    assert err.strip().splitlines()[-1].startswith("msr: error: 1 of 3 jobs did not complete: job 0 (model.max_len=4")
+    assert "model.max_len=128" in err and "Traceback" not in err  # the summary table names what was swept
+    failed = read_metrics(Path(jobs[0]["folder"]))
+    assert failed["status"] == "failed" and "shorter than some sequences" in failed["reason"]
+
+
+def test_fail_fast_stops_the_sweep_at_the_first_failure(in_tmp, capsys):
+    assert run_msr("train", "-m", *SWEEP, "model.max_len=4,64", "sweep.fail_fast=true") == 2
+    assert [(j["job"], j["status"]) for j in manifest(in_tmp)] == [(0, "failed")]
+    assert len(list(in_tmp.glob("outputs/multirun/train/*/*/1"))) == 0

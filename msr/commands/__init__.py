@@ -15,6 +15,7 @@ import signal
 import sys
 
 from msr.errors import Stopped, Terminated, TrainingFailed, UserError
+from msr.sweeps import JobFailed, current_job, record_job
 
 log = logging.getLogger("msr")
 # The terminal gets the reason as one `msr: error:` line on stderr; msr.log gets it too, but the
@@ -48,14 +49,15 @@ def run_command(command: str, cfg) -> dict:
     except (UserError, TrainingFailed) as err:
         if record_before is not None and isinstance(err, UserError):
             atomic_write(run.path / "metrics.json", lambda f: f.write(record_before))
+            record = {"status": "failed", "reason": str(err)}
         else:
-            run.end("failed", reason=str(err))
+            record = run.end("failed", reason=str(err))
         log.error("msr: error: %s", err, extra=LOG_FILE_ONLY)
         sys.stderr.write(f"msr: error: {err}\n")
-        sys.exit(2 if isinstance(err, UserError) else 1)
+        job_failed(cfg, record, run.path, 2 if isinstance(err, UserError) else 1)
     except KeyboardInterrupt as stop:
         stop = stop if isinstance(stop, Stopped) else Stopped()
-        run.end("interrupted", reason=stop.reason)
+        record_job(run.end("interrupted", reason=stop.reason), run.path, objective(cfg))
         resumable = (run.checkpoints / "last").is_dir()
         hint = f"; resume with: msr {command} resume={run.path}" if resumable else ""
         log.warning("msr: %s; the run folder is %s%s", stop.reason, run.path, hint, extra=LOG_FILE_ONLY)
@@ -73,11 +75,27 @@ def run_command(command: str, cfg) -> dict:
         sys.stderr.write(f"msr: error: {message}\n")
         sys.exit(1)
     except Exception as err:  # a bug, not a user mistake: keep the traceback
-        run.end("failed", reason=f"{type(err).__name__}: {err}")
+        record = run.end("failed", reason=f"{type(err).__name__}: {err}")
         log.error("msr %s crashed", command, exc_info=err, extra=LOG_FILE_ONLY)  # the traceback follows on stderr
+        record_job(record, run.path, objective(cfg))
         raise RuntimeError(f"msr {command} crashed; the run folder is {run.path}") from err
     finally:
         signal.signal(signal.SIGTERM, previous)
     record = run.end("completed", **summary)
+    record_job(record, run.path, objective(cfg))
     log.info("run folder: %s", run.path)
     return record
+
+
+def objective(cfg) -> str | None:
+    return cfg.sweep.objective if cfg.get("sweep") is not None else None
+
+
+def job_failed(cfg, record: dict, folder, exit_code: int) -> None:
+    """A single run ends here with its exit code; a sweep's job is recorded and the sweep goes on
+    (or, with sweep.fail_fast, stops)."""
+    record_job(record, folder, objective(cfg))
+    fail_fast = cfg.get("sweep") is not None and cfg.sweep.fail_fast
+    if current_job() is not None and not fail_fast:
+        raise JobFailed(record.get("reason"))
+    sys.exit(exit_code)

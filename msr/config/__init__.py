@@ -36,6 +36,7 @@ from msr.config.paths import PathsConfig
 from msr.config.scheduler import (CosineConfig, DecayConfig, ExponentialConfig, LinearConfig, SchedulerConfig,
                                   StepConfig)
 from msr.config.trainer import EarlyStoppingConfig, Precision, TrainerConfig
+from msr.config.sweep import SweepConfig
 from msr.errors import UserError
 
 SCHEMAS = {

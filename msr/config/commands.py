@@ -15,6 +15,7 @@ from msr.config.device import DeviceConfig
 from msr.config.finetune import TransferConfig
 from msr.config.model import TransformerConfig
 from msr.config.paths import PathsConfig
+from msr.config.sweep import SweepConfig
 from msr.config.trainer import TrainerConfig
 
 
@@ -28,6 +29,7 @@ class TrainConfig(Validated):
     device: DeviceConfig = field(default_factory=DeviceConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
     resume: str = ""  # a run folder to continue from its checkpoints/last, or auto
 
     def check(self, p: str) -> None:
@@ -44,6 +46,8 @@ class TrainConfig(Validated):
 @dataclass
 class PretrainConfig(TrainConfig):
     """`msr pretrain`: next-token language modelling on a corpus (or a task's inputs)."""
+
+    sweep: SweepConfig = field(default_factory=lambda: SweepConfig(objective="val/loss", direction="minimize"))
 
     def check(self, p: str) -> None:
         super().check(p)
@@ -83,6 +87,7 @@ class EvaluateConfig(Validated):
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    sweep: SweepConfig = field(default_factory=lambda: SweepConfig(objective="test/accuracy"))
 
     def check(self, p: str) -> None:
         check_runs("run", self.run)
