@@ -13,7 +13,7 @@ from pathlib import Path
 
 from msr.conf_dir import CONF_DIR
 from msr.errors import UserError
-from msr.runs import find_checkpoint, has_saved_config, newest_unfinished, run_folder, saved_choices, saved_overrides
+from msr.runs import claim_folder, find_checkpoint, has_saved_config, newest_unfinished, run_folder, saved_choices, saved_overrides
 
 COMMANDS = {
     "train": "supervised training from scratch on a task (input -> target)",
@@ -166,6 +166,7 @@ def dispatch(argv: list[str] | None) -> None:
             return
         if runs_a_job and not own_search_path:
             check_overrides(CONF_DIR, command, args.overrides, args.multirun)
+            rest = [*rest, *claim_folder(command, args.overrides, args.multirun)]
         elif args.cfg == "job" and not (own_search_path or args.package or args.resolve):
             # the same config Hydra would print, composed once: it is checked for unknown keys too
             from omegaconf import OmegaConf

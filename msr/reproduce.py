@@ -20,11 +20,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from msr.errors import UserError
-from msr.runs import read_resumes, run_folder, saved_config, saved_overrides
+from msr.runs import claim_folder, read_resumes, run_folder, saved_config, saved_overrides
 
 COMPARED = ("metrics", "accuracy_by_steps", "steps", "best_step", "parameters", "data_fingerprint", "init", "augment",
             "sizes")
@@ -39,7 +38,8 @@ def reproduce(argv: list[str]) -> int:
     original = read_metrics(args.run)
     command = original["command"]
     overrides = check_config(args.run, command)
-    target = Path("outputs", "reproduce", time.strftime("%Y-%m-%d"), time.strftime("%H-%M-%S"))
+    [placed] = claim_folder("reproduce", [], multirun=False)  # a folder of its own, even in the same second
+    target = Path(placed.partition("=")[2])
     for arguments in segments(command, overrides, read_resumes(args.run), target):
         print(f"rerunning: msr {' '.join(arguments)}", file=sys.stderr)
         code = rerun(arguments)

@@ -80,6 +80,27 @@ def is_checkpoint(path: str | Path) -> bool:
     return (Path(path) / "model.safetensors").is_file()
 
 
+def claim_folder(command: str, overrides: list[str], multirun: bool) -> list[str]:
+    """A folder of this run's (or sweep's) own, made now and exclusively, as the override that puts
+    it there; none when the overrides place it already. Runs started in the same second, on one
+    machine or on a shared filesystem, get `<time>`, `<time>-1`, `<time>-2`, ...: mkdir succeeds
+    for exactly one of them, so nothing of another run is ever written over."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if any(o.lstrip("+").partition("=")[0] == key for o in overrides):
+        return []
+    day, moment = time.strftime("%Y-%m-%d"), time.strftime("%H-%M-%S")
+    parent = Path("outputs", *(["multirun"] if multirun else []), command, day)
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(10_000):
+        folder = parent / (moment if n == 0 else f"{moment}-{n}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return [f"{key}={folder}"]
+    raise UserError(f"{parent} holds 10,000 runs started at {moment}; place this one with {key}=...")
+
+
 def run_folder(path: str | Path) -> Path:
     """The run folder of RUN or of one of its checkpoint folders (RUN/checkpoints/NAME)."""
     path = Path(path)

@@ -142,3 +142,35 @@ def test_the_cli_starts_without_torch_or_hydra():
     code = ("import sys, msr.cli; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'hydra', 'omegaconf'}))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout == "[]\n"
+
+
+def test_runs_started_in_the_same_second_each_claim_a_folder(tmp_path, monkeypatch):
+    import time
+
+    from msr.runs import claim_folder
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "strftime", lambda fmt, *a: {"%Y-%m-%d": "2026-12-04", "%H-%M-%S": "21-00-00"}[fmt])
+    claimed = [claim_folder("train", ["seed=1"], multirun=False) for _ in range(3)]
+    assert claimed == [["hydra.run.dir=outputs/train/2026-12-04/21-00-00"],
+                       ["hydra.run.dir=outputs/train/2026-12-04/21-00-00-1"],
+                       ["hydra.run.dir=outputs/train/2026-12-04/21-00-00-2"]]
+    assert claim_folder("train", [], multirun=True) == ["hydra.sweep.dir=outputs/multirun/train/2026-12-04/21-00-00"]
+    assert claim_folder("train", ["hydra.run.dir=mine"], multirun=False) == []  # placed by the user
+
+
+def test_three_runs_started_together_get_three_folders(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import TINY, TINY_MODEL
+
+    args = [*TINY, *TINY_MODEL["gru"], "trainer.max_steps=3"]
+    processes = [subprocess.Popen([sys.executable, "-m", "msr.cli", "train", *args, f"seed={seed}"], cwd=tmp_path,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for seed in range(3)]
+    for process in processes:
+        assert process.wait(timeout=180) == 0, process.stderr.read()
+    folders = sorted(tmp_path.glob("outputs/train/*/*"))
+    assert len(folders) == 3
+    seeds = sorted(json.loads((f / "metrics.json").read_text())["seed"] for f in folders)
+    assert seeds == [0, 1, 2]  # each folder holds its own run, whole
