@@ -350,3 +350,10 @@ def test_fail_fast_stops_the_sweep_at_the_first_failure(in_tmp, capsys):
     assert run_msr("train", "-m", *SWEEP, "model.max_len=4,64", "sweep.fail_fast=true") == 2
     assert [(j["job"], j["status"]) for j in manifest(in_tmp)] == [(0, "failed")]
     assert len(list(in_tmp.glob("outputs/multirun/train/*/*/1"))) == 0
+
+
+def test_a_job_paused_by_stop_at_lets_the_sweep_go_on(in_tmp):
+    assert run_msr("train", "-m", *SWEEP, "model.max_len=64", "trainer.stop_at=2", "seed=0,1") == 1
+    jobs = manifest(in_tmp)
+    assert [(j["job"], j["status"]) for j in jobs] == [(0, "interrupted"), (1, "interrupted")]
+    assert all("paused at step 2" in j["reason"] for j in jobs)

@@ -57,11 +57,14 @@ def run_command(command: str, cfg) -> dict:
         job_failed(cfg, record, run.path, 2 if isinstance(err, UserError) else 1)
     except KeyboardInterrupt as stop:
         stop = stop if isinstance(stop, Stopped) else Stopped()
-        record_job(run.end("interrupted", reason=stop.reason), run.path, objective(cfg))
+        record = run.end("interrupted", reason=stop.reason)
+        record_job(record, run.path, objective(cfg))
         resumable = (run.checkpoints / "last").is_dir()
         hint = f"; resume with: msr {command} resume={run.path}" if resumable else ""
         log.warning("msr: %s; the run folder is %s%s", stop.reason, run.path, hint, extra=LOG_FILE_ONLY)
         sys.stderr.write(f"msr: {stop.reason}; the run folder is {run.path}{hint}\n")
+        if stop.exit_code == 0 and current_job() is not None:
+            return record  # paused on purpose (trainer.stop_at): the sweep's other jobs still run
         sys.exit(stop.exit_code)
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
