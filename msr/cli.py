@@ -13,7 +13,8 @@ from pathlib import Path
 
 from msr.conf_dir import CONF_DIR
 from msr.errors import UserError
-from msr.runs import claim_folder, find_checkpoint, has_saved_config, newest_unfinished, run_folder, saved_choices, saved_overrides
+from msr.runs import (claim_folder, find_checkpoint, has_saved_config, newest_unfinished, run_folder, saved_choices,
+                      saved_overrides)
 
 COMMANDS = {
     "train": "supervised training from scratch on a task (input -> target)",
