@@ -165,9 +165,16 @@ def dispatch(argv: list[str] | None) -> None:
         if args.help:
             sys.stdout.write(command_help(command, args.overrides))
             return
+        sweep_dir = None
         if runs_a_job and not own_search_path:
+            check_launcher(args.overrides)
             check_overrides(CONF_DIR, command, args.overrides, args.multirun)
-            rest = [*rest, *claim_folder(command, args.overrides, args.multirun)]
+            placed = claim_folder(command, args.overrides, args.multirun)
+            rest = [*rest, *placed]
+            if args.multirun:  # where its jobs' manifest will be, for the summary at the end
+                value = next(o.partition("=")[2] for o in [*args.overrides, *placed]
+                             if o.lstrip("+").startswith("hydra.sweep.dir="))
+                sweep_dir = Path(value) if "${" not in value else None
         elif args.cfg == "job" and not (own_search_path or args.package or args.resolve):
             # the same config Hydra would print, composed once: it is checked for unknown keys too
             from omegaconf import OmegaConf
@@ -178,7 +185,7 @@ def dispatch(argv: list[str] | None) -> None:
             return
         elif args.cfg and not own_search_path:
             check_added_keys(CONF_DIR, command, args.overrides)
-        run_hydra(command, rest)
+        run_hydra(command, rest, sweep_dir)
     except UserError as err:
         fail(str(err))
 
@@ -279,7 +286,25 @@ def command_help(command: str, overrides: list[str]) -> str:
     )
 
 
-def run_hydra(command: str, rest: list[str]) -> None:
+def check_launcher(overrides: list[str]) -> None:
+    """A launcher whose plugin is missing, or one told to run no job, before any job starts."""
+    from msr.sweeps import LAUNCHER_PACKAGES
+
+    for override in overrides:
+        key, _, value = override.lstrip("+").partition("=")
+        if key == "hydra/launcher" and value in LAUNCHER_PACKAGES:
+            import importlib.util
+
+            module = f"hydra_plugins.hydra_{value.partition('_')[0]}_launcher"
+            if importlib.util.find_spec("hydra_plugins") is None or importlib.util.find_spec(module) is None:
+                raise UserError(f"hydra/launcher={value} needs the {LAUNCHER_PACKAGES[value]} package: "
+                                f"pip install {LAUNCHER_PACKAGES[value]}")
+        if key == "hydra.launcher.n_jobs" and value.strip() == "0":
+            raise UserError("hydra.launcher.n_jobs=0 would run no job: give a number of parallel jobs, "
+                            "or -1 for one per core")
+
+
+def run_hydra(command: str, rest: list[str], sweep_dir: Path | None = None) -> None:
     """Run the Hydra app; its composition errors are raised to us (HYDRA_FULL_ERROR) as UserError."""
     import os
 
@@ -302,22 +327,21 @@ def run_hydra(command: str, rest: list[str]) -> None:
     except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException) as err:
         raise UserError(one_line(err)) from None
     except SystemExit:  # a single run's end, or a sweep stopped (Ctrl-C, sweep.fail_fast)
-        report_sweep(stopping=True)
+        report_sweep(sweep_dir, stopping=True)
         raise
     except Exception:  # Hydra re-raises a sweep's first failed job once every job has run
-        if not report_sweep():
+        if not report_sweep(sweep_dir):
             raise  # not a sweep: a crash keeps its traceback
     else:
-        report_sweep()
+        report_sweep(sweep_dir)
 
 
-def report_sweep(stopping: bool = False) -> bool:
+def report_sweep(folder: Path | None, stopping: bool = False) -> bool:
     """After a sweep: the table of its jobs and, if any failed, exit code 1 naming them. False
-    when no sweep ran here."""
+    when no sweep ran here (no manifest: nothing to report)."""
     from msr import sweeps
 
-    folder = sweeps.finished_sweep()
-    if folder is None:
+    if folder is None or not (folder / sweeps.MANIFEST).is_file():
         return False
     failed = sweeps.summarize(folder)
     if failed and not stopping:

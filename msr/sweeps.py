@@ -13,10 +13,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sys
+import time
 from pathlib import Path
 
 MANIFEST = "sweep.jsonl"
-_sweep_dir: Path | None = None  # the sweep this process ran jobs of, for the summary at its end
+# the package that brings each launcher msr knows of, for the error when it is missing
+LAUNCHER_PACKAGES = {"joblib": "hydra-joblib-launcher", "submitit_local": "hydra-submitit-launcher",
+                     "submitit_slurm": "hydra-submitit-launcher"}
 
 
 class JobFailed(Exception):
@@ -34,16 +38,29 @@ def current_job():
 
 def record_job(record: dict, folder: Path, objective: str | None) -> None:
     """Append the job's outcome to the manifest of the sweep it belongs to (no-op outside a sweep)."""
-    global _sweep_dir
     hydra = current_job()
     if hydra is None:
         return
-    _sweep_dir = Path(hydra.sweep.dir)
     line = {"job": hydra.job.num, "overrides": list(hydra.overrides.task), "folder": str(folder),
             "status": record.get("status"), "reason": record.get("reason"),
             "objective": (record.get("metrics") or {}).get(objective) if objective else None,
-            "wall_seconds": record.get("wall_seconds")}
-    append_line(_sweep_dir / MANIFEST, json.dumps(line) + "\n")
+            "wall_seconds": record.get("wall_seconds"), "ended": round(time.time(), 3),
+            "threads": sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None}
+    append_line(Path(hydra.sweep.dir) / MANIFEST, json.dumps(line) + "\n")
+
+
+def share_cores() -> None:
+    """Parallel jobs on one machine (hydra/launcher=joblib with n_jobs=N) split its cores: each
+    job's torch uses cores // N threads, so N jobs do not fight over them (n_jobs=-1: one each)."""
+    hydra = current_job()
+    launcher = hydra.launcher if hydra is not None else {}
+    if "joblib" not in str(launcher.get("_target_", "")).lower():
+        return
+    import torch
+
+    cores = os.cpu_count() or 1
+    jobs = launcher.get("n_jobs") or 1
+    torch.set_num_threads(max(1, cores // (cores if jobs < 0 else jobs)))
 
 
 def append_line(path: Path, line: str) -> None:
@@ -61,13 +78,6 @@ def read_manifest(sweep_dir: Path) -> list[dict]:
     path = Path(sweep_dir) / MANIFEST
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
     return sorted({r["job"]: r for r in lines}.values(), key=lambda r: r["job"])
-
-
-def finished_sweep() -> Path | None:
-    """The sweep folder this process ran jobs of, once; None when it ran none."""
-    global _sweep_dir
-    found, _sweep_dir = _sweep_dir, None
-    return found
 
 
 def summarize(sweep_dir: Path) -> list[dict]:

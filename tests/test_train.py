@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -357,3 +358,31 @@ def test_a_job_paused_by_stop_at_lets_the_sweep_go_on(in_tmp):
     jobs = manifest(in_tmp)
     assert [(j["job"], j["status"]) for j in jobs] == [(0, "interrupted"), (1, "interrupted")]
     assert all("paused at step 2" in j["reason"] for j in jobs)
+
+
+def test_joblib_runs_a_sweeps_jobs_in_parallel_on_a_share_of_the_cores(in_tmp, capsys):
+    assert run_msr("train", "-m", *SWEEP, "model.max_len=64", "trainer.max_steps=30", "hydra/launcher=joblib",
+                   "hydra.launcher.n_jobs=2", "seed=0,1") == 0
+    jobs = manifest(in_tmp)
+    assert sorted(j["status"] for j in jobs) == ["completed", "completed"]
+    (a_end, a_wall), (b_end, b_wall) = [(j["ended"], j["wall_seconds"]) for j in jobs]
+    assert a_end - a_wall < b_end and b_end - b_wall < a_end  # each started before the other ended
+    cores = os.cpu_count()
+    assert all(j["threads"] == max(1, cores // 2) for j in jobs)
+    assert "sweep outputs/multirun/train" in capsys.readouterr().err  # the summary, from the workers' lines
+
+
+@pytest.mark.parametrize("override, message", [
+    ("hydra.launcher.n_jobs=0", "hydra.launcher.n_jobs=0 would run no job"),
+    ("hydra/launcher=submitit_slurm", None),
+])
+def test_a_launcher_that_cannot_run_is_refused_before_any_job(override, message, in_tmp, capsys):
+    import importlib.util
+
+    if message is None:
+        if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None:
+            pytest.skip("hydra-submitit-launcher is installed here")
+        message = "needs the hydra-submitit-launcher package: pip install hydra-submitit-launcher"
+    extra = [] if override.startswith("hydra/") else ["hydra/launcher=joblib"]
+    assert run_msr("train", "-m", *SWEEP, *extra, override, "seed=0,1") == 2
+    assert message in capsys.readouterr().err and not (in_tmp / "outputs").exists()

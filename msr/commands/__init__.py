@@ -15,7 +15,7 @@ import signal
 import sys
 
 from msr.errors import Stopped, Terminated, TrainingFailed, UserError
-from msr.sweeps import JobFailed, current_job, record_job
+from msr.sweeps import JobFailed, current_job, record_job, share_cores
 
 log = logging.getLogger("msr")
 # The terminal gets the reason as one `msr: error:` line on stderr; msr.log gets it too, but the
@@ -45,6 +45,7 @@ def run_command(command: str, cfg) -> dict:
     run.begin(resume=resuming)
     previous = signal.signal(signal.SIGTERM, _terminate)  # a scheduler's or `kill`'s stop ends like Ctrl-C
     try:
+        share_cores()
         summary = module.run(cfg, run)
     except (UserError, TrainingFailed) as err:
         if record_before is not None and isinstance(err, UserError):
