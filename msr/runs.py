@@ -89,7 +89,7 @@ def claim_folder(command: str, overrides: list[str], multirun: bool) -> list[str
     if any(o.lstrip("+").partition("=")[0] == key for o in overrides):
         return []
     day, moment = time.strftime("%Y-%m-%d"), time.strftime("%H-%M-%S")
-    parent = Path("outputs", *(["multirun"] if multirun else []), command, day)
+    parent = OUTPUTS.joinpath(*(["multirun"] if multirun else []), command, day)
     parent.mkdir(parents=True, exist_ok=True)
     for n in range(10_000):
         folder = parent / (moment if n == 0 else f"{moment}-{n}")
@@ -139,9 +139,17 @@ def hydra_file(folder: str | Path, name: str) -> Path:
     return path
 
 
-def has_saved_config(folder: str | Path) -> bool:
-    """Whether Hydra saved the run's config there (a folder of msr's that ran a job)."""
-    return (Path(folder) / ".hydra" / "hydra.yaml").is_file()
+def has_saved_config(folder: str | Path, name: str = "hydra.yaml") -> bool:
+    """Whether Hydra saved `name` in the run's .hydra/ (hydra.yaml: a folder of msr's that ran a job)."""
+    return (Path(folder) / ".hydra" / name).is_file()
+
+
+def read_record(folder: str | Path) -> dict:
+    """The run's metrics.json, or {} when it has none that reads."""
+    try:
+        return json.loads((Path(folder) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def saved_config(folder: str | Path):
@@ -184,12 +192,12 @@ def newest_unfinished(command: str, overrides: list[str], outputs: Path = OUTPUT
     """The newest run (or sweep job) of `command` started with these overrides that did not
     complete and has checkpoints/ to go on from: what `resume=auto` resumes."""
     for folder in reversed(command_runs(command, outputs)):
+        record = read_record(folder)
         try:
-            status = json.loads((folder / "metrics.json").read_text()).get("status")
             same = saved_overrides(folder) == overrides
         except (OSError, ValueError, UserError):
             continue
-        if status != "completed" and same and (folder / "checkpoints").is_dir():
+        if record and record.get("status") != "completed" and same and (folder / "checkpoints").is_dir():
             return folder
     return None
 

@@ -55,7 +55,7 @@ def recorded_task(folder: Path) -> dict | None:
     if record.is_file():
         return json.loads(record.read_text())["data"]
     # folders written before task.json existed: the augment run's own config sits above data/
-    if (folder.parent / ".hydra" / "config.yaml").is_file():
+    if has_saved_config(folder.parent, "config.yaml"):
         from omegaconf import OmegaConf
 
         saved = OmegaConf.to_container(saved_config(folder.parent))

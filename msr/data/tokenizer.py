@@ -98,8 +98,9 @@ class TextTokenizer:
         ids = dict(zip(unique, encoded))
         return [ids[text] for text in texts]
 
-    def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+    def decode(self, ids: list[int], special_tokens: bool = False) -> str:
+        """The text of `ids`; special tokens (<eos>, ...) dropped unless `special_tokens`."""
+        return self.tokenizer.decode(ids, skip_special_tokens=not special_tokens)
 
 
 def _bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:

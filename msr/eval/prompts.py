@@ -72,4 +72,4 @@ def text_of(tokenizer, ids: list[int]) -> str:
     """The generated text with the <eos> the model wrote shown where it wrote it: a language model
     trained on a task's inputs closes each with <eos>, and without it the next input it invents
     would read as its answer. Only <eos> can be there (decode bans the other special tokens)."""
-    return tokenizer.tokenizer.decode(ids, skip_special_tokens=False)
+    return tokenizer.decode(ids, special_tokens=True)

@@ -11,14 +11,13 @@ hold.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from msr.errors import UserError
-from msr.runs import run_folder, saved_config
+from msr.runs import has_saved_config, read_record, run_folder, saved_config
 
 log = logging.getLogger("msr")
 
@@ -40,15 +39,15 @@ def seen_inputs(runs: list[str], split: str, paths) -> Seen:
     if not SEEN_BY[split]:  # the training split itself: nothing to leave out
         return seen
     for run in runs:
-        if not (run_folder(run) / ".hydra" / "config.yaml").is_file():
+        if not has_saved_config(run_folder(run), "config.yaml"):
             log.warning("run=%s is a checkpoint without its run folder: what it trained on is unknown, so the %s "
                         "set cannot be checked against it", run, split)
             seen.unchecked.append(str(run))
             continue
-        for folder in lineage(run_folder(run)):
+        for folder, saved in lineage(run_folder(run)):
             if str(folder) in seen.runs:
                 continue
-            data = rebuild(folder, paths)
+            data = rebuild(folder, saved, paths)
             seen.runs.append(str(folder))
             if data is None:  # a corpus: text, not inputs a test could repeat
                 continue
@@ -65,31 +64,33 @@ def chance_level(rows: list[dict]) -> float:
     return counts.most_common(1)[0][1] / len(rows) if rows else 0.0
 
 
-def lineage(folder: Path) -> list[Path]:
-    """The run and the runs it started from (msr finetune init=...), nearest first."""
-    chain = [folder]
+def lineage(folder: Path) -> list[tuple]:
+    """The run and the runs it started from (msr finetune init=...), nearest first, each with
+    the config it saved."""
+    chain = [(folder, saved_config(folder))]
     while True:
-        init = saved_config(chain[-1]).get("init")
+        last, saved = chain[-1]
+        init = saved.get("init")
         if not init:
             return chain
         parent = run_folder(init)
-        if parent in chain or not parent.is_dir():
-            if not parent.is_dir():
-                raise UserError(f"run={chain[-1]} was fine-tuned from init={init}, which is gone: its training "
-                                f"data cannot be rebuilt to keep it out of the test set")
+        if not parent.is_dir():
+            raise UserError(f"run={last} was fine-tuned from init={init}, which is gone: its training "
+                            f"data cannot be rebuilt to keep it out of the test set")
+        if parent in [f for f, _ in chain]:
             return chain
-        chain.append(parent)
+        chain.append((parent, saved_config(parent)))
 
 
-def rebuild(folder: Path, paths):
-    """The run's data (DataSplits) as it trained on it, checked against its fingerprint; None
-    for a text corpus. `paths` are today's (the data may have moved since: MSR_DATA)."""
+def rebuild(folder: Path, saved, paths):
+    """The run's data (DataSplits) as it trained on it, from the config it `saved`, checked
+    against its fingerprint; None for a text corpus. `paths` are today's (the data may have
+    moved since: MSR_DATA)."""
     from omegaconf import OmegaConf
 
     from msr.config import SCHEMAS, DataCommandConfig, FilesConfig, to_object
     from msr.data import content_fingerprint, corpus_texts, load_data
 
-    saved = saved_config(folder)
     schema = SCHEMAS.get(f"data/{saved.data.name}", FilesConfig)
     root = OmegaConf.structured(DataCommandConfig)
     root.paths = OmegaConf.structured(paths)
@@ -102,7 +103,7 @@ def rebuild(folder: Path, paths):
     except UserError as err:
         raise UserError(f"run={folder}: its training data must be rebuilt to keep it out of the test set, "
                         f"but: {err}") from None
-    record = read_json(folder / "metrics.json")
+    record = read_record(folder)
     expected, command = record.get("data_fingerprint"), record.get("command")
     if command == "pretrain":
         found = content_fingerprint({name: [{"text": text}] for name, text in corpus_texts(data).items()})
@@ -117,9 +118,3 @@ def rebuild(folder: Path, paths):
                         f"so a test set cannot be kept apart from it")
     return data
 
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
