@@ -13,8 +13,8 @@ from pathlib import Path
 
 from msr.conf_dir import CONF_DIR
 from msr.errors import UserError
-from msr.runs import (claim_folder, find_checkpoint, has_saved_config, newest_unfinished, run_folder, saved_choices,
-                      saved_overrides)
+from msr.runs import (OUTPUTS, claim_folder, find_checkpoint, has_saved_config, newest_unfinished, run_folder,
+                      saved_choices, saved_overrides)
 
 COMMANDS = {
     "train": "supervised training from scratch on a task (input -> target)",
@@ -25,6 +25,7 @@ COMMANDS = {
     "generate": "decode from a run's checkpoint for given prompts",
     "data": "summarise the composed data set without training; --export writes it as JSONL",
     "reproduce": "rerun a run from its saved config and compare every metric with the original",
+    "report": "compare runs and sweeps: mean ± std over seeds, paired tests, CSV/Markdown tables and plots",
 }
 FLAGS = {"data": {"--export": "export=true"}}  # a command's own flags, as the overrides they mean
 TEXT_KEYS = ("prompt", "data.template")
@@ -129,11 +130,13 @@ def dispatch(argv: list[str] | None) -> None:
         hint = f"The most similar command is {close[0]}\n" if close else ""
         sys.stderr.write(f"msr: error: {command!r} is not a msr command. See 'msr --help'.\n{hint}")
         sys.exit(2)
-    if command == "reproduce":
-        from msr.reproduce import reproduce
-
+    if command in ("reproduce", "report"):  # not Hydra apps: they read run folders
+        if command == "reproduce":
+            from msr.reproduce import reproduce as run
+        else:
+            from msr.report.cli import main as run
         try:
-            sys.exit(reproduce(rest))
+            sys.exit(run(rest))
         except UserError as err:
             fail(str(err))
     rest = [quote_text(FLAGS.get(command, {}).get(arg, arg)) for arg in rest]
@@ -142,8 +145,12 @@ def dispatch(argv: list[str] | None) -> None:
             rest = inherit_data(rest)
         if command == "finetune":
             rest = inherit_model(rest)
-        if command in ("train", "pretrain", "finetune") and any(a.startswith("resume=") for a in rest):
-            rest = resume_overrides(command, rest)
+        multirun = "-m" in rest or "--multirun" in rest
+        if any(a.startswith("resume=") for a in rest):
+            if multirun and command in ("train", "pretrain", "finetune", "evaluate"):
+                rest = resume_sweep(command, rest)
+            elif command in ("train", "pretrain", "finetune"):
+                rest = resume_overrides(command, rest)
     except UserError as err:
         fail(str(err))
 
@@ -210,7 +217,7 @@ def inherit_data(args: list[str]) -> list[str]:
     overrides, choices = saved_overrides(folder), saved_choices(folder)
     own_data = any(a.startswith("data=") for a in args)
     inherited = [o for o in overrides if o.startswith("paths.") or (not own_data and o.startswith("data."))]
-    return ([] if own_data else [f"data={choices['data']}"]) + inherited + args
+    return before_overrides(args, ([] if own_data else [f"data={choices['data']}"]) + inherited)
 
 
 def inherit_model(args: list[str]) -> list[str]:
@@ -233,7 +240,14 @@ def inherit_model(args: list[str]) -> list[str]:
         raise UserError(f"init={init} is a {model['name']} run; model={chosen} cannot take its weights")
     inherited = [f"model={model['name']}"] + [f"model.{k}={str(v).lower() if isinstance(v, bool) else v}"
                                               for k, v in model.items() if k != "name"]
-    return [*inherited, f"data.tokenizer={tokenizer}", *args]
+    return before_overrides(args, [*inherited, f"data.tokenizer={tokenizer}"])
+
+
+def before_overrides(args: list[str], inherited: list[str]) -> list[str]:
+    """`inherited` ahead of the user's own overrides, so that theirs win, but after the flags
+    (`-m`, `--cfg job`) that come first: Hydra's parser takes its overrides in one stretch."""
+    first = next((i for i, a in enumerate(args) if "=" in a and not a.startswith("-")), len(args))
+    return [*args[:first], *inherited, *args[first:]]
 
 
 def resume_overrides(command: str, args: list[str]) -> list[str]:
@@ -241,22 +255,50 @@ def resume_overrides(command: str, args: list[str]) -> list[str]:
     larger trainer.max_steps); `resume=auto` finds the newest unfinished run with the same
     overrides under outputs/<command>/ (or a sweep's job under outputs/multirun/<command>/), or
     starts a new run when there is none."""
-    value = next(a.partition("=")[2] for a in args if a.startswith("resume="))
-    others = [a for a in args if not a.startswith("resume=")]
-    if value == "auto":
-        found = newest_unfinished(command, others)
-        if found is None:
-            sys.stderr.write(f"msr: no unfinished {command} run with these overrides; starting a new one\n")
-            return others
-        sys.stderr.write(f"msr: resuming {found}\n")
-        value = str(found)
-    folder = Path(value)
-    if not folder.is_dir():
-        raise UserError(f"resume={value}: no such run folder")
+    from msr import sweeps
+
+    folder, others = resume_target(args, command, "run", lambda given: newest_unfinished(command, given))
+    if folder is None:
+        return others
+    if (folder / sweeps.DEFINITION).is_file():
+        raise UserError(f"resume={folder} is a sweep: {sweeps.resume_hint(command, folder)}")
     # Hydra would rewrite .hydra/ in place (not atomically): a kill at that moment would cost the
     # run its saved config, so a resumed run keeps the one it started with.
     return [*saved_overrides(folder), *others, f"resume={folder}", f"hydra.run.dir={folder}",
             "hydra.output_subdir=null"]
+
+
+def resume_sweep(command: str, args: list[str]) -> list[str]:
+    """`-m ... resume=SWEEP_FOLDER` runs the sweep's unfinished jobs in their own folders (msr's
+    sweeper skips the completed ones); `resume=auto` takes the newest unfinished sweep of the
+    command with the same overrides, or starts a new sweep when there is none."""
+    from msr import sweeps
+
+    def newest(given: list[str]) -> Path | None:
+        return sweeps.newest_unfinished_sweep(command, sweeps.definition_overrides(given), OUTPUTS)
+
+    folder, others = resume_target(args, command, "sweep", newest)
+    if folder is None:
+        return others
+    sweeps.check_definition(folder, sweeps.definition_overrides(others))
+    return [*others, f"hydra.sweep.dir={folder}", "hydra.sweeper.resume=true"]
+
+
+def resume_target(args: list[str], command: str, kind: str, newest) -> tuple[Path | None, list[str]]:
+    """The folder `resume=` names (for auto, `newest(overrides)`; None: nothing to resume, so a
+    new run or sweep starts), and the other arguments."""
+    value = next(a.partition("=")[2] for a in args if a.startswith("resume="))
+    others = [a for a in args if not a.startswith("resume=")]
+    if value == "auto":
+        found = newest(others)
+        if found is None:
+            sys.stderr.write(f"msr: no unfinished {command} {kind} with these overrides; starting a new one\n")
+            return None, others
+        sys.stderr.write(f"msr: resuming {found}\n")
+        return found, others
+    if not Path(value).is_dir():
+        raise UserError(f"resume={value}: no such {kind} folder")
+    return Path(value), others
 
 
 def command_help(command: str, overrides: list[str]) -> str:
@@ -295,7 +337,7 @@ def check_launcher(overrides: list[str]) -> None:
         if key == "hydra/launcher" and value in LAUNCHER_PACKAGES:
             import importlib.util
 
-            module = f"hydra_plugins.hydra_{value.partition('_')[0]}_launcher"
+            module = "hydra_plugins." + LAUNCHER_PACKAGES[value].replace("-", "_")
             if importlib.util.find_spec("hydra_plugins") is None or importlib.util.find_spec(module) is None:
                 raise UserError(f"hydra/launcher={value} needs the {LAUNCHER_PACKAGES[value]} package: "
                                 f"pip install {LAUNCHER_PACKAGES[value]}")
@@ -327,23 +369,27 @@ def run_hydra(command: str, rest: list[str], sweep_dir: Path | None = None) -> N
     except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException) as err:
         raise UserError(one_line(err)) from None
     except SystemExit:  # a single run's end, or a sweep stopped (Ctrl-C, sweep.fail_fast)
-        report_sweep(sweep_dir, stopping=True)
+        report_sweep(command, sweep_dir, stopping=True)
         raise
-    except Exception:  # Hydra re-raises a sweep's first failed job once every job has run
-        if not report_sweep(sweep_dir):
-            raise  # not a sweep: a crash keeps its traceback
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM outside a job: between a sweep's jobs
+        if not report_sweep(command, sweep_dir, stopping=True):
+            sys.stderr.write("msr: stopped before the run began\n")
+        sys.exit(getattr(stop, "exit_code", 130))
     else:
-        report_sweep(sweep_dir)
+        report_sweep(command, sweep_dir)
 
 
-def report_sweep(folder: Path | None, stopping: bool = False) -> bool:
-    """After a sweep: the table of its jobs and, if any failed, exit code 1 naming them. False
-    when no sweep ran here (no manifest: nothing to report)."""
+def report_sweep(command: str, folder: Path | None, stopping: bool = False) -> bool:
+    """After a sweep: the table of its jobs and, if any failed, exit code 1 naming them; stopped,
+    how to resume it. False when no sweep ran here (no manifest: nothing to report)."""
     from msr import sweeps
 
     if folder is None or not (folder / sweeps.MANIFEST).is_file():
         return False
     failed = sweeps.summarize(folder)
+    hint = sweeps.resume_hint(command, folder) if stopping else ""
+    if hint and not sweeps.is_finished(folder):
+        sys.stderr.write(f"msr: the sweep stopped; {hint}\n")
     if failed and not stopping:
         named = "; ".join(f"job {r['job']} ({r['reason']})" for r in failed[:5])
         fail(f"{len(failed)} of {len(sweeps.read_manifest(folder))} jobs did not complete: {named}; their "

@@ -33,6 +33,17 @@ class Terminated(Stopped):
     exit_code = 143
 
 
+class Preempted(Stopped):
+    """The scheduler's preemption or timeout signal (SIGUSR2 under submitit): the job is requeued."""
+
+    exit_code = 143
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.reason = "preempted by the scheduler; requeued to go on from checkpoints/last"
+
+
 class Paused(Stopped):
     """trainer.stop_at: stopped on purpose, as if interrupted there (msr reproduce replays resumed runs so)."""
 

@@ -6,6 +6,10 @@ Hydra's launcher runs the jobs and keeps going past a job that raises an Excepti
 SystemExit, which is how a single run reports a user error: inside a sweep, a failed job raises
 `JobFailed` instead (unless sweep.fail_fast). Each line is appended with one write under an
 exclusive lock, so jobs that end at the same moment, in other processes too, never tear a line.
+
+`sweep.json` holds the sweep's definition (its overrides) and every job's overrides, written by
+msr's sweeper (hydra_plugins/msr_sweeper) before the first job: what `resume=SWEEP_FOLDER`
+checks a resumed sweep against, and what tells an unfinished sweep from a finished one.
 """
 
 from __future__ import annotations
@@ -13,14 +17,23 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shlex
+import shutil
+import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+from msr.errors import Terminated, UserError
+from msr.runs import read_record, write_json
+
 MANIFEST = "sweep.jsonl"
+DEFINITION = "sweep.json"
 # the package that brings each launcher msr knows of, for the error when it is missing
 LAUNCHER_PACKAGES = {"joblib": "hydra-joblib-launcher", "submitit_local": "hydra-submitit-launcher",
-                     "submitit_slurm": "hydra-submitit-launcher"}
+                     "submitit_slurm": "hydra-submitit-launcher", "slurm": "hydra-submitit-launcher",
+                     "local": "hydra-submitit-launcher"}  # slurm and local: msr's presets (conf/hydra/launcher)
 
 
 class JobFailed(Exception):
@@ -41,7 +54,8 @@ def record_job(record: dict, folder: Path, objective: str | None) -> None:
     hydra = current_job()
     if hydra is None:
         return
-    line = {"job": hydra.job.num, "overrides": list(hydra.overrides.task), "folder": str(folder),
+    overrides = [o for o in hydra.overrides.task if not o.startswith("resume=")]  # a resumed job is the same job
+    line = {"job": hydra.job.num, "overrides": overrides, "folder": str(folder),
             "status": record.get("status"), "reason": record.get("reason"),
             "objective": (record.get("metrics") or {}).get(objective) if objective else None,
             "wall_seconds": record.get("wall_seconds"), "ended": round(time.time(), 3),
@@ -49,18 +63,147 @@ def record_job(record: dict, folder: Path, objective: str | None) -> None:
     append_line(Path(hydra.sweep.dir) / MANIFEST, json.dumps(line) + "\n")
 
 
-def share_cores() -> None:
-    """Parallel jobs on one machine (hydra/launcher=joblib with n_jobs=N) split its cores: each
-    job's torch uses cores // N threads, so N jobs do not fight over them (n_jobs=-1: one each)."""
+def place_job() -> None:
+    """Parallel jobs on one machine split it: with hydra/launcher=joblib and n_jobs=N each job's
+    torch uses cores // N threads (n_jobs=-1: one each), so that N jobs do not fight over the
+    cores, and on a machine with several GPUs job k runs on GPU k mod their number. Hydra leaves
+    both to the launcher. set_device, unlike CUDA_VISIBLE_DEVICES, still works in a worker that
+    joblib reuses after it has initialised CUDA for an earlier job."""
     hydra = current_job()
     launcher = hydra.launcher if hydra is not None else {}
-    if "joblib" not in str(launcher.get("_target_", "")).lower():
-        return
-    import torch
+    target = str(launcher.get("_target_", "")).lower()
+    if "joblib" in target:
+        import torch
 
-    cores = os.cpu_count() or 1
-    jobs = launcher.get("n_jobs") or 1
-    torch.set_num_threads(max(1, cores // (cores if jobs < 0 else jobs)))
+        cores = os.cpu_count() or 1
+        jobs = launcher.get("n_jobs") or 1
+        torch.set_num_threads(max(1, cores // (cores if jobs < 0 else jobs)))
+        if torch.cuda.is_available() and torch.cuda.device_count() > 1:
+            torch.cuda.set_device(hydra.job.num % torch.cuda.device_count())
+    elif "submitit" in target and launcher.get("cpus_per_task"):
+        import torch
+
+        torch.set_num_threads(int(launcher.cpus_per_task))  # what the scheduler gave the job
+
+
+def continues_in(folder: Path, cfg) -> bool:
+    """A sweep's job whose folder holds its own unfinished run with a checkpoint to go on from: an
+    interrupted job of a resumed sweep, or a job the scheduler requeued after a preemption."""
+    return (current_job() is not None and "resume" in cfg and not cfg.resume
+            and read_record(folder).get("status") in ("interrupted", "running")
+            and (Path(folder) / "checkpoints" / "last").is_dir())
+
+
+def starts_again(folder: Path) -> bool:
+    """A sweep's job requeued (or resumed) before it wrote a checkpoint: it runs from the start in
+    its own folder, which holds only its unfinished first attempt."""
+    return current_job() is not None and read_record(folder).get("status") in ("interrupted", "running")
+
+
+def write_definition(sweep_dir: Path, overrides: list[str], jobs: list[list[str]]) -> None:
+    write_json(Path(sweep_dir) / DEFINITION, {"overrides": overrides, "jobs": jobs})
+
+
+def read_definition(sweep_dir: Path) -> dict:
+    path = Path(sweep_dir) / DEFINITION
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"{sweep_dir} is not a sweep folder (no readable {DEFINITION}); to resume one run, "
+                        f"drop -m") from None
+
+
+def definition_overrides(args: list[str]) -> list[str]:
+    """The overrides that define a sweep: not flags, and not Hydra's own settings (resuming with
+    another launcher, or fewer parallel jobs, is the same sweep)."""
+    return [a for a in args if not a.startswith("-") and not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+
+
+def check_definition(sweep_dir: Path, overrides: list[str]) -> None:
+    saved = read_definition(sweep_dir)["overrides"]
+    if saved != overrides:
+        added = [o for o in overrides if o not in saved]
+        missing = [o for o in saved if o not in overrides]
+        differs = "; ".join(part for part in (f"added {' '.join(added)}" if added else "",
+                                              f"missing {' '.join(missing)}" if missing else "") if part)
+        raise UserError(f"resume={sweep_dir}: the sweep ran with `{shlex.join(saved)}`, not these overrides "
+                        f"({differs or 'another order'}); give the same ones, or start a new sweep")
+
+
+def is_finished(sweep_dir: Path) -> bool:
+    jobs = read_definition(sweep_dir)["jobs"]
+    done = {r["job"] for r in read_manifest(sweep_dir) if r["status"] == "completed"}
+    return done >= set(range(len(jobs)))
+
+
+def newest_unfinished_sweep(command: str, overrides: list[str], outputs: Path) -> Path | None:
+    """What `-m ... resume=auto` resumes: the newest sweep of `command` with these overrides that
+    has a job not completed."""
+    for folder in sorted(outputs.glob(f"multirun/{command}/*/*"), reverse=True):
+        try:
+            if read_definition(folder)["overrides"] == overrides and not is_finished(folder):
+                return folder
+        except (UserError, KeyError, TypeError):
+            continue
+    return None
+
+
+def resume_plan(sweep_dir: Path, jobs: list[list[str]], folder_of) -> list[int]:
+    """The jobs a resumed sweep runs, in order: every one not completed. An interrupted job keeps
+    its folder and goes on from its checkpoint (`continues_in`); any other starts again in an
+    emptied folder, the failed attempt's outcome staying in the manifest."""
+    if read_definition(sweep_dir)["jobs"] != jobs:
+        raise UserError(f"{sweep_dir}: its jobs' overrides differ from those these settings make "
+                        f"({DEFINITION}); start a new sweep")
+    todo, skipped, going_on = [], 0, 0
+    for num, overrides in enumerate(jobs):
+        folder = Path(folder_of(overrides, num))
+        status = read_record(folder).get("status")
+        if status == "completed":
+            skipped += 1
+            continue
+        if status in ("interrupted", "running") and (folder / "checkpoints" / "last").is_dir():
+            going_on += 1
+        elif folder.exists() and folder.resolve().is_relative_to(Path(sweep_dir).resolve()):
+            shutil.rmtree(folder)
+        todo.append(num)
+    sys.stderr.write(f"msr: resuming sweep {sweep_dir}: {skipped} of {len(jobs)} jobs completed (skipped), {going_on} "
+                     f"go on from their checkpoints, {len(todo) - going_on} run from the start\n")
+    return todo
+
+
+def batches(todo: list[int], jobs: list[list[str]], max_batch_size: int | None):
+    """(first job number, the overrides of a run of consecutive jobs): a launcher numbers a batch's
+    jobs from its first, so skipped jobs split the batches and every job keeps its number."""
+    run: list[int] = []
+    for num in todo:
+        if run and (num != run[-1] + 1 or (max_batch_size and len(run) == max_batch_size)):
+            yield run[0], [jobs[n] for n in run]
+            run = []
+        run.append(num)
+    if run:
+        yield run[0], [jobs[n] for n in run]
+
+
+@contextmanager
+def stop_on_sigterm():
+    """SIGTERM stops the sweep as Ctrl-C does, also between jobs (a running job checkpoints first)."""
+    def stop(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def resume_hint(command: str, sweep_dir: Path) -> str:
+    try:
+        overrides = read_definition(sweep_dir)["overrides"]
+    except UserError:
+        return ""
+    return f"resume with: {shlex.join(['msr', command, '-m', *overrides, f'resume={sweep_dir}'])}"
 
 
 def append_line(path: Path, line: str) -> None:
@@ -86,7 +229,13 @@ def summarize(sweep_dir: Path) -> list[dict]:
     from rich.table import Table
 
     jobs = read_manifest(sweep_dir)
-    shared = set.intersection(*(set(r["overrides"]) for r in jobs)) if len(jobs) > 1 else set()
+    ended = {r["job"] for r in jobs}
+    if (Path(sweep_dir) / DEFINITION).is_file():  # the jobs a stopped sweep did not reach yet
+        planned = read_definition(sweep_dir)["jobs"]
+        jobs += [{"job": n, "overrides": o, "status": "not run", "objective": None, "wall_seconds": None,
+                  "reason": None} for n, o in enumerate(planned) if n not in ended]
+        jobs.sort(key=lambda r: r["job"])
+    shared = set.intersection(*(set(r["overrides"]) for r in jobs)) if jobs else set()
     table = Table("job", "swept", "status", "objective", "seconds", "reason", title=f"sweep {sweep_dir}")
     for r in jobs:
         objective = "" if r["objective"] is None else f"{r['objective']:.4f}"
@@ -94,4 +243,4 @@ def summarize(sweep_dir: Path) -> list[dict]:
         swept = " ".join(o for o in r["overrides"] if o not in shared)  # what tells the jobs apart
         table.add_row(str(r["job"]), swept, r["status"] or "", objective, seconds, r["reason"] or "")
     Console(stderr=True).print(table)
-    return [r for r in jobs if r["status"] != "completed"]
+    return [r for r in jobs if r["status"] not in ("completed", "not run")]

@@ -25,6 +25,7 @@ def test_wheel_ships_the_configs(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for path in ("msr/conf/train.yaml", "msr/conf/runs.yaml", "msr/conf/model/lstm.yaml",
                  "msr/conf/model/transformer.yaml", "msr/conf/hydra/job_logging/msr.yaml",
+                 "msr/conf/hydra/sweeper/msr.yaml", "hydra_plugins/msr_sweeper/msr_sweeper.py",
                  "msr/cli.py", "msr/models/recurrent.py"):
         assert path in names, path
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -322,67 +320,3 @@ def test_the_bar_replaces_progress_lines_on_the_console_only():
         assert not console_filter.filter(progress_line) and console_filter.filter(other_line)
     finally:
         Progress.bar_shown = False
-
-
-SWEEP = [*TINY, "trainer.max_steps=6", "trainer.eval_every=3", "model=transformer", "model.d_model=16",
-         "model.n_layers=1", "model.n_heads=2", "model.d_ff=32"]
-
-
-def manifest(root) -> list[dict]:
-    [path] = list(root.glob("outputs/multirun/train/*/*/sweep.jsonl"))
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def test_a_failing_job_does_not_end_the_sweep(in_tmp, capsys):
-    # job 0's sequences do not fit model.max_len=4: found only once its data is loaded
-    assert run_msr("train", "-m", *SWEEP, "model.max_len=4,64,128") == 1
-    err = capsys.readouterr().err
-    jobs = manifest(in_tmp)
-    assert [(j["job"], j["status"]) for j in jobs] == [(0, "failed"), (1, "completed"), (2, "completed")]
-    assert "model.max_len=4 is shorter than some sequences" in jobs[0]["reason"]
-    assert jobs[1]["objective"] == read_metrics(Path(jobs[1]["folder"]))["metrics"]["val/accuracy"]
-    assert err.strip().splitlines()[-1].startswith("msr: error: 1 of 3 jobs did not complete: job 0 (model.max_len=4")
-    assert "model.max_len=128" in err and "Traceback" not in err  # the summary table names what was swept
-    failed = read_metrics(Path(jobs[0]["folder"]))
-    assert failed["status"] == "failed" and "shorter than some sequences" in failed["reason"]
-
-
-def test_fail_fast_stops_the_sweep_at_the_first_failure(in_tmp, capsys):
-    assert run_msr("train", "-m", *SWEEP, "model.max_len=4,64", "sweep.fail_fast=true") == 2
-    assert [(j["job"], j["status"]) for j in manifest(in_tmp)] == [(0, "failed")]
-    assert len(list(in_tmp.glob("outputs/multirun/train/*/*/1"))) == 0
-
-
-def test_a_job_paused_by_stop_at_lets_the_sweep_go_on(in_tmp):
-    assert run_msr("train", "-m", *SWEEP, "model.max_len=64", "trainer.stop_at=2", "seed=0,1") == 1
-    jobs = manifest(in_tmp)
-    assert [(j["job"], j["status"]) for j in jobs] == [(0, "interrupted"), (1, "interrupted")]
-    assert all("paused at step 2" in j["reason"] for j in jobs)
-
-
-def test_joblib_runs_a_sweeps_jobs_in_parallel_on_a_share_of_the_cores(in_tmp, capsys):
-    assert run_msr("train", "-m", *SWEEP, "model.max_len=64", "trainer.max_steps=30", "hydra/launcher=joblib",
-                   "hydra.launcher.n_jobs=2", "seed=0,1") == 0
-    jobs = manifest(in_tmp)
-    assert sorted(j["status"] for j in jobs) == ["completed", "completed"]
-    (a_end, a_wall), (b_end, b_wall) = [(j["ended"], j["wall_seconds"]) for j in jobs]
-    assert a_end - a_wall < b_end and b_end - b_wall < a_end  # each started before the other ended
-    cores = os.cpu_count()
-    assert all(j["threads"] == max(1, cores // 2) for j in jobs)
-    assert "sweep outputs/multirun/train" in capsys.readouterr().err  # the summary, from the workers' lines
-
-
-@pytest.mark.parametrize("override, message", [
-    ("hydra.launcher.n_jobs=0", "hydra.launcher.n_jobs=0 would run no job"),
-    ("hydra/launcher=submitit_slurm", None),
-])
-def test_a_launcher_that_cannot_run_is_refused_before_any_job(override, message, in_tmp, capsys):
-    import importlib.util
-
-    if message is None:
-        if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None:
-            pytest.skip("hydra-submitit-launcher is installed here")
-        message = "needs the hydra-submitit-launcher package: pip install hydra-submitit-launcher"
-    extra = [] if override.startswith("hydra/") else ["hydra/launcher=joblib"]
-    assert run_msr("train", "-m", *SWEEP, *extra, override, "seed=0,1") == 2
-    assert message in capsys.readouterr().err and not (in_tmp / "outputs").exists()

@@ -15,7 +15,8 @@ import signal
 import sys
 
 from msr.errors import Stopped, Terminated, TrainingFailed, UserError
-from msr.sweeps import JobFailed, current_job, record_job, share_cores
+from msr.sweeps import JobFailed, continues_in, current_job, place_job, record_job, starts_again
+from msr.train.stopping import requeue
 
 log = logging.getLogger("msr")
 # The terminal gets the reason as one `msr: error:` line on stderr; msr.log gets it too, but the
@@ -36,16 +37,21 @@ def run_command(command: str, cfg) -> dict:
     command_line = shlex.join(["msr", command, *hydra.overrides.task])  # this job's own overrides
     module = importlib.import_module(f"msr.commands.{command}")
     run = RunDir(hydra.runtime.output_dir, command, command_line, getattr(module, "EMPTY_SUMMARY", None))
+    if continues_in(run.path, cfg):  # a sweep's job goes on in its own folder (resumed sweep, requeue)
+        cfg.resume = str(run.path)
     resuming = bool(cfg.get("resume"))
     # a resume refused for bad input leaves the run's record as it was
     record_before = (run.path / "metrics.json").read_text() if resuming and (run.path / "metrics.json").exists() else None
     if record_before is not None:  # stopped again before training goes on, it has still reached as far
         reached = json.loads(record_before)
         run.progress.update({k: reached[k] for k in ("steps", "parameters") if reached.get(k) is not None})
-    run.begin(resume=resuming)
+    again = not resuming and starts_again(run.path)
+    if again:  # stopped before its first checkpoint: its history so far is not this run's
+        run.truncate_history(0)
+    run.begin(resume=resuming or again)
     previous = signal.signal(signal.SIGTERM, _terminate)  # a scheduler's or `kill`'s stop ends like Ctrl-C
     try:
-        share_cores()
+        place_job()
         summary = module.run(cfg, run)
     except (UserError, TrainingFailed) as err:
         if record_before is not None and isinstance(err, UserError):
@@ -60,10 +66,11 @@ def run_command(command: str, cfg) -> dict:
         stop = stop if isinstance(stop, Stopped) else Stopped()
         record = run.end("interrupted", reason=stop.reason)
         record_job(record, run.path, objective(cfg))
-        resumable = (run.checkpoints / "last").is_dir()
+        resumable = (run.checkpoints / "last").is_dir() and current_job() is None  # a sweep resumes as one
         hint = f"; resume with: msr {command} resume={run.path}" if resumable else ""
         log.warning("msr: %s; the run folder is %s%s", stop.reason, run.path, hint, extra=LOG_FILE_ONLY)
         sys.stderr.write(f"msr: {stop.reason}; the run folder is {run.path}{hint}\n")
+        requeue(stop)  # preempted under a scheduler: it requeues the job, which goes on from here
         if stop.exit_code == 0 and current_job() is not None:
             return record  # paused on purpose (trainer.stop_at): the sweep's other jobs still run
         sys.exit(stop.exit_code)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,10 +22,11 @@ from torch import nn
 
 from msr.data.batching import IGNORE, BatchOrder, EncodedSplit
 from msr.device import check_precision
-from msr.errors import Paused, Terminated, TrainingFailed
+from msr.errors import Paused, TrainingFailed
 from msr.eval.metrics import evaluate
 from msr.train.optim import logged_lr
 from msr.train.progress import Progress
+from msr.train.stopping import GracefulStop, stop_exception
 
 log = logging.getLogger("msr")
 
@@ -136,32 +136,6 @@ class EarlyStopping:
     def load_state_dict(self, state: dict) -> None:
         self.best, self.best_step = state["best"], state["best_step"]
         self.best_metrics, self.evals_without_improvement = state["best_metrics"], state["evals_without_improvement"]
-
-
-class GracefulStop:
-    """Ctrl-C or SIGTERM during training asks the loop to stop after the current step, so that
-    it can write a checkpoint to resume from; a second signal stops at once."""
-
-    def __init__(self):
-        self.signal: int | None = None
-
-    def _handle(self, signum, frame) -> None:
-        if self.signal is not None:
-            raise stop_exception(signum)
-        self.signal = signum
-        log.warning("stopping after this step (%s); signal again to stop at once", signal.Signals(signum).name)
-
-    def __enter__(self) -> "GracefulStop":
-        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-
-def stop_exception(signum: int) -> KeyboardInterrupt:
-    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def rng_state() -> dict:
