@@ -142,7 +142,7 @@ def dispatch(argv: list[str] | None) -> None:
     rest = [quote_text(FLAGS.get(command, {}).get(arg, arg)) for arg in rest]
     try:
         if command == "evaluate":
-            rest = inherit_data(rest)
+            rest = inherit_data(sweep_jobs(rest))
         if command == "finetune":
             rest = inherit_model(rest)
         multirun = "-m" in rest or "--multirun" in rest
@@ -218,6 +218,25 @@ def inherit_data(args: list[str]) -> list[str]:
     own_data = any(a.startswith("data=") for a in args)
     inherited = [o for o in overrides if o.startswith("paths.") or (not own_data and o.startswith("data."))]
     return before_overrides(args, ([] if own_data else [f"data={choices['data']}"]) + inherited)
+
+
+def sweep_jobs(args: list[str]) -> list[str]:
+    """`msr evaluate run=SWEEP_FOLDER` scores every completed job of the sweep: a sweep of its own
+    over their folders. Their data settings, which evaluate inherits, must then be one."""
+    from msr import sweeps
+
+    run = next((a.partition("=")[2] for a in args if a.startswith("run=")), "")
+    if not run or not (Path(run) / sweeps.MANIFEST).is_file():
+        return args
+    jobs = [r["folder"] for r in sweeps.read_manifest(Path(run)) if r["status"] == "completed"]
+    if not jobs:
+        raise UserError(f"run={run}: no job of this sweep completed; there is nothing to evaluate")
+    data = {(saved_choices(job).get("data"), *(o for o in saved_overrides(job) if o.startswith("data."))) for job in jobs}
+    if len(data) > 1:
+        raise UserError(f"run={run}: its jobs were trained on different data settings, which evaluate would "
+                        f"inherit from one of them; evaluate them one by one (run=JOB_FOLDER)")
+    others = [a for a in args if not a.startswith("run=") and a not in ("-m", "--multirun")]
+    return ["-m", f"run={','.join(jobs)}", *others]
 
 
 def inherit_model(args: list[str]) -> list[str]:

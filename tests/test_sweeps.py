@@ -3,6 +3,7 @@ parallel and submitit launchers, and the refusals that protect a sweep's folder.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -171,18 +172,24 @@ def test_resume_auto_finds_the_unfinished_sweep_and_reruns_its_failed_job(in_tmp
     assert files_of(folder / "1") == job1 and len(list(in_tmp.glob("outputs/multirun/train/*/*"))) == 1
 
 
-def test_an_evaluate_sweep_resumes_too(in_tmp, capsys):
-    run = in_tmp / "run"
-    assert run_msr("train", *SWEEP, "model.max_len=64", f"hydra.run.dir={run}") == 0
-    grid = [f"run={run}", "data.test.size=10,20"]
-    assert run_msr("evaluate", "-m", *grid) == 0
+def test_evaluate_run_sweep_scores_each_completed_job_and_resumes_as_a_sweep(in_tmp, capsys):
+    assert run_msr("train", "-m", *SWEEP, "model.max_len=64", "seed=0,1") == 0
+    [trained] = list(in_tmp.glob("outputs/multirun/train/*/*"))
+    assert run_msr("evaluate", f"run={trained}", "data.test.size=10") == 0  # run=SWEEP: one job per trained job
     [folder] = list(in_tmp.glob("outputs/multirun/evaluate/*/*"))
+    assert [read_metrics(folder / n)["source_runs"] for n in "01"] == [[str(trained / "0")], [str(trained / "1")]]
+    assert read_metrics(folder / "0")["examples"] == 10
     done = files_of(folder / "0")
     (folder / "1/metrics.json").write_text(json.dumps({"status": "interrupted"}))  # as if stopped there
     capsys.readouterr()
-    assert run_msr("evaluate", "-m", *grid, f"resume={folder}") == 0
+    assert run_msr("evaluate", f"run={trained}", "data.test.size=10", f"resume={folder}") == 0
     assert "1 of 2 jobs completed (skipped), 0 go on from their checkpoints, 1 run from the start" in capsys.readouterr().err
-    assert files_of(folder / "0") == done and read_metrics(folder / "1")["examples"] == 20
+    assert files_of(folder / "0") == done and read_metrics(folder / "1")["status"] == "completed"
+
+    assert run_msr("report", str(folder), "--no-plots") == 0  # evaluations group as the runs they scored
+    [row] = list(csv.DictReader((folder / "report.csv").open()))
+    assert row["n"] == "2" and float(row["test/accuracy_mean"]) == pytest.approx(
+        sum(read_metrics(folder / n)["metrics"]["test/accuracy"] for n in "01") / 2)
 
 
 def test_submitit_local_gives_the_same_folders_and_manifest_as_the_basic_launcher(in_tmp):
@@ -244,3 +251,12 @@ def test_parallel_jobs_are_pinned_to_the_gpus_by_job_number(monkeypatch):
         assert pinned == [1] and torch.get_num_threads() == max(1, (os.cpu_count() or 1) // 2)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_evaluate_of_a_sweep_with_no_completed_job_is_refused_in_one_line(in_tmp, capsys):
+    folder = in_tmp / "sweep"
+    folder.mkdir()
+    (folder / sweeps.MANIFEST).write_text(json.dumps({"job": 0, "status": "failed", "folder": str(folder / "0")}) + "\n")
+    assert run_msr("evaluate", f"run={folder}") == 2
+    assert capsys.readouterr().err == (f"msr: error: run={folder}: no job of this sweep completed; "
+                                       "there is nothing to evaluate\n")
