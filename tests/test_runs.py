@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from msr import runs
-from msr.cli import inherit_data, inherit_model, resume_overrides
+from msr.run_overrides import inherit_data, inherit_model, resume_overrides
 from msr.errors import UserError
 
 
