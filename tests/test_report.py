@@ -314,3 +314,16 @@ def test_a_hundred_runs_are_read_fast(tmp_path):
     main([str(sweep), "--no-plots"])
     assert time.perf_counter() - started < 3.0
     assert len(read_csv(sweep / "report.csv")) == 20 and len(read_csv(sweep / "comparisons.csv")) == 19
+
+
+def test_a_key_that_only_follows_another_is_no_column(tmp_path):
+    """model.tie_embeddings differs between the model options, not within one: model.name says it all."""
+    def config(model: str, seed: int) -> dict:
+        cfg = train_config(model, seed)
+        cfg["model"]["tie_embeddings"] = model == "transformer"
+        return cfg
+
+    runs = [(config(m, s), {"test/accuracy": 0.1 * s}) for m in ("lstm", "transformer") for s in range(2)]
+    main([str(make_sweep(tmp_path / "sweep", runs)), "--no-plots"])
+    [header, *_] = (tmp_path / "sweep" / "report.csv").read_text().splitlines()
+    assert header.split(",")[:2] == ["model.name", "n"]

@@ -93,7 +93,9 @@ def matches(actual: Any, wanted: str) -> bool:
 def varying_keys(runs: list[Run], replicates: list[str]) -> list[str]:
     keys = [k for k in known_keys(runs) if k not in replicates]
     varying = [k for k in keys if len({run.config.get(k, MISSING) for run in runs}) > 1]
-    for key in [k for k in varying if any(k not in run.config for run in runs)]:
+    # A key that only follows the others (model.tie_embeddings with model=lstm,transformer; a size
+    # only one model option has) tells no group apart: later keys go first, so model.name stays.
+    for key in reversed(list(varying)):
         rest = [k for k in varying if k != key]
         if partitions(runs, rest) == partitions(runs, varying):
             varying = rest
