@@ -22,6 +22,12 @@ busy 2-core machine. Prints a table and one `RATIO <model> <msr/bare>` line per 
 if LSTM or Transformer is below --min-ratio, so it can serve as a check.
 
 Run:  python scripts/bench_train.py   [--models rnn,gru,lstm,transformer] [--threads 2] ...
+
+--tensorboard compares instead msr's loop with TensorBoard logging on and off (logger.tensorboard):
+both sides run fit's own per-step code (`optimizer_step`, then `log_training` every --log-every
+steps into a `RunLogger` of a scratch run folder: history.jsonl on both sides, the event file on
+one) on one model, in chunks of --log-every steps so every chunk holds one logged step. RATIO is
+on/off; exits 1 below --min-ratio (0.98 there: logging may cost at most 2%).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import copy
 import itertools
 import statistics
 import sys
+import tempfile
 import time
 
 import torch
@@ -39,8 +46,11 @@ import torch.nn.functional as F
 from msr.config import AdamWConfig, CosineConfig, RecurrentConfig, TrainerConfig, TransformerConfig
 from msr.data.batching import IGNORE, BatchOrder, EncodedSplit
 from msr.models import build_model, count_parameters
-from msr.train.loop import Trainer
-from msr.train.optim import build_optimizer, build_scheduler, lr_multiplier
+from msr.runs import RunDir
+from msr.train.loop import EarlyStopping, LoopState, Trainer, due, log_training, optimizer_step
+from msr.train.progress import Progress
+from msr.train.tensorboard import RunLogger
+from msr.train.optim import build_optimizer, build_scheduler, logged_lr, lr_multiplier
 from benchreport import add_machine_options, models_and_device, report  # scripts/benchreport.py
 
 CHECKED = ("lstm", "transformer")  # the families the --min-ratio requirement applies to
@@ -129,6 +139,47 @@ def bench(name: str, args, device) -> dict:
     return {"name": name, "params": count_parameters(model), **speed, "ratio": speed["msr"] / speed["bare"]}
 
 
+def bench_logging(name: str, args, device, folder) -> dict:
+    """tokens/s of fit's steps with TensorBoard logging on and off, alternating chunks on one model."""
+    torch.manual_seed(0)
+    model = build_model(model_config(name), args.vocab).to(device)
+    cfg = TrainerConfig(log_every=args.log_every)
+    optimizer = build_optimizer(AdamWConfig(lr=3e-3), model)
+    total = 2 * (args.warmup + args.repeats * args.steps)
+    trainer = Trainer(model, optimizer, build_scheduler(CosineConfig(warmup_steps=100), optimizer, total), cfg, device)
+    model.train()
+    split = make_split(64 * args.batch_size, args.seq_len, args.vocab, device)
+    order = BatchOrder(len(split), args.batch_size, seed=0)
+
+    def side(on: bool, progress: Progress):
+        logger = RunLogger(RunDir(f"{folder}/{name}-{'on' if on else 'off'}", "train", "bench"), tensorboard=on)
+        logger.open()
+        state = LoopState(EarlyStopping(cfg.early_stopping))
+        state.start_clock()
+
+        def step() -> None:  # fit's loop body, without evaluation and checkpoints
+            trainer.measure_grad_norm = due(state.step + 1, cfg.log_every, total)
+            optimizer_step(trainer, state, split, order, 1)
+            if due(state.step, cfg.log_every, total):
+                log_training(state, logged_lr(optimizer), trainer.grad_norm, logger, progress)
+        return step, logger
+
+    with Progress(total, interactive=False) as progress:
+        (off, off_logger), (on, on_logger) = side(False, progress), side(True, progress)
+        sides = {"off": off, "on": on}
+        for step in sides.values():
+            timed(step, args.log_every, device)
+        seconds = {s: [] for s in sides}
+        for r in range(max(args.repeats * args.steps // args.log_every, 1)):
+            for s in (("off", "on") if r % 2 == 0 else ("on", "off")):
+                seconds[s].append(timed(sides[s], args.log_every, device))
+    on_logger.close()
+    off_logger.close()
+    tokens = args.batch_size * args.seq_len * args.log_every
+    speed = {s: tokens / statistics.median(t) for s, t in seconds.items()}
+    return {"name": name, "params": count_parameters(model), **speed, "ratio": speed["on"] / speed["off"]}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default="lstm,transformer", help="comma list of rnn, gru, lstm, transformer")
@@ -139,9 +190,15 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=20, help="untimed steps per side before timing")
     p.add_argument("--repeats", type=int, default=3, help="timed steps per side = repeats x steps")
     p.add_argument("--chunk", type=int, default=10, help="steps per timed chunk; sides alternate by chunk")
-    add_machine_options(p, 0.9, "least msr/bare for LSTM and Transformer")
+    p.add_argument("--tensorboard", action="store_true", help="compare TensorBoard logging on and off instead")
+    p.add_argument("--log-every", type=int, default=TrainerConfig().log_every, help="with --tensorboard")
+    logging_cost = "--tensorboard" in sys.argv[1:]  # its own default minimum: logging may cost at most 2%
+    add_machine_options(p, 0.98 if logging_cost else 0.9,
+                        "least on/off (--tensorboard)" if logging_cost else "least msr/bare for LSTM and Transformer")
     args = p.parse_args()
     names, device = models_and_device(p, args)
+    if args.tensorboard:
+        return tensorboard_cost(names, args, device)
 
     results = [bench(name, args, device) for name in names]
     title = (f"train step, B={args.batch_size} T={args.seq_len} {device.type} "
@@ -149,6 +206,16 @@ def main() -> int:
     rows = [{**r, "bare tok/s": r["bare"], "msr tok/s": r["msr"]} for r in results]
     return report(title, ("bare tok/s", "msr tok/s", "msr/bare"), rows, 3, CHECKED, args.min_ratio,
                   f"msr below {args.min_ratio} of the bare loop")
+
+
+def tensorboard_cost(names: list[str], args, device) -> int:
+    with tempfile.TemporaryDirectory() as folder:
+        results = [bench_logging(name, args, device, folder) for name in names]
+    title = (f"TensorBoard logging every {args.log_every} steps, B={args.batch_size} T={args.seq_len} {device.type} "
+             f"threads={torch.get_num_threads()}, median of {args.log_every}-step chunks")
+    rows = [{**r, "off tok/s": r["off"], "on tok/s": r["on"]} for r in results]
+    return report(title, ("off tok/s", "on tok/s", "on/off"), rows, 3, tuple(names), args.min_ratio,
+                  f"TensorBoard logging costs more than {1 - args.min_ratio:.0%} of tokens/s")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ from msr.errors import UserError
 from msr.runs import checkpoint_dir
 from msr.runs import RunDir
 from msr.train.checkpoint import load_meta, load_tokenizer
-from msr.train.recipe import (EMPTY_SUMMARY, encode_splits, start, task_splits, test_and_summarize, train_model,
-                              training_texts)
+from msr.train.recipe import (EMPTY_SUMMARY, encode_splits, run_logger, start, task_splits, test_and_summarize,
+                              train_model, training_texts)
 from msr.train.transfer import check_architecture, grow_vocabulary, load_pretrained, new_positions, prepare
 
 log = logging.getLogger("msr")
@@ -44,9 +44,11 @@ def run(dict_cfg, run: RunDir) -> dict:
              init.get("objective"), weights_sha256[:12])
     transfer = prepare(model, cfg.model, cfg.finetune, len(new), tokenizer.vocab_size,
                        new_positions(init["model"], cfg.model))
-    trainer, result = train_model(model, cfg, dict_cfg, run, tokenizer, data, device, "supervised",
-                                  lr_scale=transfer.lr_scale, new_rows=transfer.new_rows, export=transfer.export)
-    summary = test_and_summarize(transfer.export(), trainer, result, data, splits, cfg, run, device)
+    with run_logger(run, cfg) as history:
+        trainer, result = train_model(model, cfg, dict_cfg, run, history, tokenizer, data, device, "supervised",
+                                      lr_scale=transfer.lr_scale, new_rows=transfer.new_rows, export=transfer.export)
+        summary = test_and_summarize(transfer.export(), trainer, result, data, splits, cfg, dict_cfg, run, history,
+                                     tokenizer, device)
     summary["init"] = {"checkpoint": str(source), "step": init.get("step"), "weights_sha256": weights_sha256,
                        "new_symbols": new, "trainable_parameters": transfer.trainable()}
     return summary

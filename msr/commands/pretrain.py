@@ -18,7 +18,7 @@ from msr.data.tokenizer import TextTokenizer
 from msr.errors import UserError
 from msr.eval.metrics import evaluate
 from msr.runs import RunDir
-from msr.train.recipe import check_lengths, new_model, start, train_model, training_summary
+from msr.train.recipe import check_lengths, finish, new_model, run_logger, start, train_model, training_summary
 
 log = logging.getLogger("msr")
 
@@ -31,17 +31,21 @@ def run(dict_cfg, run: RunDir) -> dict:
     tokenizer = TextTokenizer.build([texts["train"]], cfg.data.tokenizer, cfg.data.vocab_size)
     data = pack_splits(texts, tokenizer, cfg, device)
     model = new_model(cfg, tokenizer, device)
-    trainer, result = train_model(model, cfg, dict_cfg, run, tokenizer, data, device, objective="lm")
-    losses = {"val": result["val"]["val/loss"]}  # the best evaluation is the best checkpoint's
-    if "test" in data:
-        losses["test"] = evaluate(model, data["test"], cfg.trainer.eval_batch_size, trainer.autocast)["loss"]
-    metrics = {}
-    for split, loss in losses.items():
-        metrics.update({f"{split}/loss": loss, f"{split}/perplexity": math.exp(min(loss, 50.0))})
-        if cfg.data.tokenizer == "char":
-            metrics[f"{split}/bits_per_character"] = loss / math.log(2)
-    log.info("best checkpoint (step %d): %s", result["best_step"],
-             ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    with run_logger(run, cfg) as history:
+        trainer, result = train_model(model, cfg, dict_cfg, run, history, tokenizer, data, device, objective="lm")
+        losses = {"val": result["val"]["val/loss"]}  # the best evaluation is the best checkpoint's
+        if "test" in data:
+            losses["test"] = evaluate(model, data["test"], cfg.trainer.eval_batch_size, trainer.autocast)["loss"]
+        metrics = {}
+        for split, loss in losses.items():
+            metrics.update({f"{split}/loss": loss, f"{split}/perplexity": math.exp(min(loss, 50.0))})
+            if cfg.data.tokenizer == "char":
+                metrics[f"{split}/bits_per_character"] = loss / math.log(2)
+        log.info("best checkpoint (step %d): %s", result["best_step"],
+                 ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        if "test" in data:
+            history({"step": result["steps"], **{k: v for k, v in metrics.items() if k.startswith("test/")}})
+        finish(history, result, metrics, dict_cfg)
     fingerprint = content_fingerprint({split: [{"text": text}] for split, text in texts.items()})
     return {"metrics": metrics, **training_summary(result, model, device, cfg.seed, fingerprint)}
 

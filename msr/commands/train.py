@@ -1,15 +1,16 @@
 """`msr train`: supervised training from scratch on a task (input -> target).
 
 The recipe: validate the config, seed, draw the splits, build the vocabulary, train with
-periodic validation, then score the best checkpoint on the test split.
+periodic validation, then score the best checkpoint on the test split (history.jsonl, the
+TensorBoard event file and curves.png record it all; predictions.jsonl the test answers).
 """
 
 from __future__ import annotations
 
 from msr.data.tokenizer import TextTokenizer
 from msr.runs import RunDir
-from msr.train.recipe import (EMPTY_SUMMARY, encode_splits, new_model, start, task_splits, test_and_summarize,
-                              train_model, training_texts)
+from msr.train.recipe import (EMPTY_SUMMARY, encode_splits, new_model, run_logger, start, task_splits,
+                              test_and_summarize, train_model, training_texts)
 
 __all__ = ["EMPTY_SUMMARY", "encode_splits", "run"]  # run_command reads EMPTY_SUMMARY from the command's module
 
@@ -20,5 +21,6 @@ def run(dict_cfg, run: RunDir) -> dict:
     tokenizer = TextTokenizer.build(training_texts(splits), cfg.data.tokenizer, cfg.data.vocab_size)
     data = encode_splits(splits, tokenizer, cfg, device)
     model = new_model(cfg, tokenizer, device)
-    trainer, result = train_model(model, cfg, dict_cfg, run, tokenizer, data, device, objective="supervised")
-    return test_and_summarize(model, trainer, result, data, splits, cfg, run, device)
+    with run_logger(run, cfg) as history:
+        trainer, result = train_model(model, cfg, dict_cfg, run, history, tokenizer, data, device, "supervised")
+        return test_and_summarize(model, trainer, result, data, splits, cfg, dict_cfg, run, history, tokenizer, device)

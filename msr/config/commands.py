@@ -13,6 +13,7 @@ from msr.config.data import TaskConfig
 from msr.config.decode import DecodeConfig
 from msr.config.device import DeviceConfig
 from msr.config.finetune import TransferConfig
+from msr.config.logger import LoggerConfig
 from msr.config.model import TransformerConfig
 from msr.config.paths import PathsConfig
 from msr.config.sweep import SweepConfig
@@ -30,6 +31,7 @@ class TrainConfig(Validated):
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     resume: str = ""  # a run folder to continue from its checkpoints/last, or auto
 
     def check(self, p: str) -> None:

@@ -46,6 +46,7 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext) 
         "token_accuracy": token_hits / max(tokens, 1),
         "by_steps": accuracy_by_steps(correct, split.steps),
         "logprobs": logprobs,
+        "correct": correct,  # per example, what accuracy counts (training runs write it to predictions.jsonl)
     }
 
 

@@ -1,5 +1,6 @@
 """What `msr evaluate` records: the split's metrics and error breakdowns, how the split was kept
-apart from the training data, and one predictions.jsonl line per example."""
+apart from the training data, and one predictions.jsonl line per example (a training run
+writes its test split's in the same format)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import logging
 import math
 from pathlib import Path
 
+from msr.config import DecodeConfig
 from msr.data import ANSWER_MARK, answer_of
 from msr.data.summary import MAX_LABELS
 from msr.eval import scores
-from msr.eval.answers import Answers
+from msr.eval.answers import Answers, answer
 from msr.runs import atomic_write
 
 log = logging.getLogger("msr")
@@ -73,3 +75,23 @@ def write_predictions(path: Path, rows: list[dict], answers: Answers, correct: l
             f.write(json.dumps(line) + "\n")
 
     atomic_write(path, write)
+
+
+def training_predictions(path: Path, model, tokenizer, rows: list[dict], scored: dict, device) -> None:
+    """A training run's predictions.jsonl for `rows` (its test split), `scored` by `evaluate`, in
+    msr evaluate's format, with `correct` exactly as the run's test accuracy counts it. A row that
+    teacher forcing scores correct is its target (greedy decoding writes exactly that, with the
+    target's log-probability); only the others are decoded, greedily, to show the wrong answer."""
+    correct = scored["correct"].tolist()
+    target_logprobs = scored["logprobs"].tolist()
+    texts = [r["target"] for r in rows]
+    logprobs = list(target_logprobs)
+    wrong = [i for i, ok in enumerate(correct) if not ok]
+    decoded = answer(model, tokenizer, [rows[i]["input"] for i in wrong], DecodeConfig(), device, seed=0)
+    for i, text, logprob in zip(wrong, decoded.texts, decoded.logprobs):
+        texts[i], logprobs[i] = text, logprob
+    answers = Answers(texts=texts, votes=[1] * len(rows), logprobs=logprobs, seconds=decoded.seconds,
+                      tokens=decoded.tokens)
+    write_predictions(path, rows, answers, correct, target_logprobs, with_votes=False)
+    log.info("%s: the %d wrong test answers of %d decoded greedily in %.1f s", path.name, len(wrong), len(rows),
+             decoded.seconds)

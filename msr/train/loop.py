@@ -43,6 +43,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.penalized = [p for p in model.parameters() if p.dim() >= 2] if cfg.l1 or cfg.l2 else []
         self.skipped = 0  # steps skipped for a non-finite loss (trainer.skip_nonfinite)
+        # The global gradient norm before clipping, as a tensor (no sync): clipping measures it at
+        # every step; without clipping only the steps the loop logs set measure_grad_norm
+        self.measure_grad_norm = False
+        self.grad_norm: torch.Tensor | None = None
 
     def loss(self, inputs: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """Cross-entropy over target tokens (labels elsewhere are IGNORE)."""
@@ -72,6 +76,7 @@ class Trainer:
                 loss = self.loss(inputs, labels, reduction="sum") / target_tokens
                 self.scaler.scale(loss).backward()
                 total = total + loss.detach()
+        self.grad_norm = None
         if self.cfg.skip_nonfinite and not bool(torch.isfinite(total)):  # a sync per step, only when asked
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()  # the schedule stays a function of the step number
@@ -81,7 +86,10 @@ class Trainer:
             self.scaler.scale(self.penalty()).backward()
         if self.cfg.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        elif self.measure_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            self.grad_norm = nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -223,9 +231,10 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
     with Progress(cfg.max_steps, interactive, start=state.step) as progress, GracefulStop() as stop:
         while state.step < cfg.max_steps and not state.stopped_early:
             lr = logged_lr(trainer.optimizer)  # the lr this step gives the body
+            trainer.measure_grad_norm = due(state.step + 1, cfg.log_every, cfg.max_steps)
             optimizer_step(trainer, state, train, order, cfg.grad_accum_steps)
             if due(state.step, cfg.log_every, cfg.max_steps):
-                log_training(state, lr, log_history, progress)
+                log_training(state, lr, trainer.grad_norm, log_history, progress)
             evaluated = due(state.step, cfg.eval_every, cfg.max_steps)
             if evaluated:
                 sync()  # the steps' queued work is training time
@@ -256,15 +265,18 @@ def optimizer_step(trainer: Trainer, state: LoopState, train: EncodedSplit, orde
     state.step += 1
 
 
-def log_training(state: LoopState, lr: float, log_history: Callable[[dict], None], progress: Progress) -> None:
-    """The mean training loss since the last log line: the one device sync per log interval."""
+def log_training(state: LoopState, lr: float, grad_norm: torch.Tensor | None, log_history: Callable[[dict], None],
+                 progress: Progress) -> None:
+    """The mean training loss since the last log line (and the logged step's gradient norm,
+    none when that step was skipped): the one device sync per log interval."""
     loss = float(state.running_loss) / state.running_steps
     state.running_loss, state.running_steps = 0.0, 0
     if not math.isfinite(loss):
         raise TrainingFailed(f"the training loss is {loss} at step {state.step}")
     with state.clock_paused():
         speed = state.tokens / max(state.train_seconds, 1e-9)
-        log_history({"step": state.step, "train/loss": loss, "lr": lr, "tokens_per_second": speed})
+        norm = {} if grad_norm is None else {"grad_norm": float(grad_norm)}
+        log_history({"step": state.step, "train/loss": loss, "lr": lr, **norm, "tokens_per_second": speed})
         progress.update(state.step, loss, lr, speed)
 
 

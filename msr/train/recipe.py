@@ -22,6 +22,7 @@ from msr.data.tokenizer import TextTokenizer
 from msr.device import resolve_device
 from msr.errors import UserError
 from msr.eval.metrics import evaluate
+from msr.eval.report import training_predictions
 from msr.models import build_model, count_parameters
 from msr.logs import interactive
 from msr.runs import RunDir
@@ -29,6 +30,7 @@ from msr.train.checkpoint import load_training_weights, save_checkpoint
 from msr.train.loop import Trainer, fit
 from msr.train.optim import build_optimizer, build_scheduler
 from msr.train.resume import restore, resume_overrides
+from msr.train.tensorboard import RunLogger
 
 log = logging.getLogger("msr")
 
@@ -104,13 +106,20 @@ def new_model(cfg, tokenizer: TextTokenizer, device) -> nn.Module:
     return model
 
 
-def train_model(model: nn.Module, cfg, dict_cfg, run: RunDir, tokenizer: TextTokenizer, data: dict, device,
-                objective: str, lr_scale: dict[str, float] | None = None, new_rows: dict[str, int] | None = None,
+def run_logger(run: RunDir, cfg) -> RunLogger:
+    """history.jsonl and, unless logger.tensorboard=false, the run's TensorBoard event file."""
+    return RunLogger(run, cfg.logger.tensorboard)
+
+
+def train_model(model: nn.Module, cfg, dict_cfg, run: RunDir, history: RunLogger, tokenizer: TextTokenizer,
+                data: dict, device, objective: str, lr_scale: dict[str, float] | None = None,
+                new_rows: dict[str, int] | None = None,
                 export: Callable[[], nn.Module] | None = None) -> tuple[Trainer, dict]:
-    """Train `model` with checkpoints (resuming cfg.resume if set), then load the best weights
-    into it; (trainer, fit's summary). A fine-tuned model may bring per-parameter `lr_scale`s,
-    `new_rows` (frozen tensors whose new rows train, kept out of weight decay) and `export`: the
-    model the checkpoints hold (LoRA's merged copy; the trained adapters are then saved beside it)."""
+    """Train `model` with checkpoints (resuming cfg.resume if set), logging to `history`, then
+    load the best weights into it; (trainer, fit's summary). A fine-tuned model may bring
+    per-parameter `lr_scale`s, `new_rows` (frozen tensors whose new rows train, kept out of weight
+    decay) and `export`: the model the checkpoints hold (LoRA's merged copy; the trained adapters
+    are then saved beside it)."""
     run.progress["parameters"] = count_parameters(model)
     optimizer = build_optimizer(cfg.optimizer, model, lr_scale or {}, no_decay=new_rows or {})
     scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.trainer.max_steps)
@@ -125,34 +134,46 @@ def train_model(model: nn.Module, cfg, dict_cfg, run: RunDir, tokenizer: TextTok
                         "metrics": state["metrics"]}, state, keep=cfg.trainer.keep_last if name == "last" else 1,
                         training_model=model if saved is not model else None)
 
-    resume = None
+    resume, resumed_from = None, None
     if cfg.resume:
         resume = restore(Path(cfg.resume), model, tokenizer, cfg, dict_cfg, device)
-        step = resume["step"] if resume else 0
-        run.truncate_history(step)  # what was logged after the checkpoint is done again
-        run.record_resume(step, resume_overrides(run.path))
-        run.progress["steps"] = step
-    result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, run.log_history, save,
+        resumed_from = resume["step"] if resume else 0
+        run.truncate_history(resumed_from)  # what was logged after the checkpoint is done again
+        run.record_resume(resumed_from, resume_overrides(run.path))
+        run.progress["steps"] = resumed_from
+    history.open(resumed_from)  # the event file drops the same steps
+    result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, history, save,
                  interactive=interactive(), resume=resume, language_model=objective == "lm")
     load_training_weights(run.checkpoints / "best", model, device)
     return trainer, result
 
 
-def test_and_summarize(model: nn.Module, trainer: Trainer, result: dict, data: dict, splits: dict, cfg,
-                       run: RunDir, device) -> dict:
-    """Score the best checkpoint's model on the test split; what metrics.json says of the run."""
+def test_and_summarize(model: nn.Module, trainer: Trainer, result: dict, data: dict, splits: dict, cfg, dict_cfg,
+                       run: RunDir, history: RunLogger, tokenizer: TextTokenizer, device) -> dict:
+    """Score the best checkpoint's model on the test split (each example's answer to
+    predictions.jsonl); what metrics.json says of the run."""
     test = evaluate(model, data["test"], cfg.trainer.eval_batch_size, trainer.autocast)
     log.info("test accuracy %.4f (best checkpoint, step %d); by steps: %s", test["accuracy"],
              result["best_step"], ", ".join(f"{k}: {v:.3f}" for k, v in test["by_steps"].items()))
+    training_predictions(run.path / "predictions.jsonl", model, tokenizer, splits["test"], test, device)
     metrics = {
         **result["val"],
         "test/loss": test["loss"],
         "test/accuracy": test["accuracy"],
         "test/token_accuracy": test["token_accuracy"],
     }
-    run.log_history({"step": result["steps"], **{k: v for k, v in metrics.items() if k.startswith("test/")}})
+    by_steps = {f"test/accuracy_by_steps/{k}": v for k, v in test["by_steps"].items()}
+    history({"step": result["steps"], **{k: v for k, v in metrics.items() if k.startswith("test/")}, **by_steps})
+    finish(history, result, metrics, dict_cfg)
     return {"metrics": metrics, "accuracy_by_steps": test["by_steps"],
             **training_summary(result, model, device, cfg.seed, content_fingerprint(splits))}
+
+
+def finish(history: RunLogger, result: dict, metrics: dict, dict_cfg) -> None:
+    """The run's final metrics with its hyperparameters (the config, less where it resumed from)."""
+    config = OmegaConf.to_container(dict_cfg, resolve=True, enum_to_str=True)
+    config.pop("resume", None)
+    history.finish(result["steps"], metrics, config)
 
 
 def training_summary(result: dict, model: nn.Module, device, seed: int, data_fingerprint: str) -> dict:
