@@ -11,8 +11,17 @@ from msr.config.base import Validated, fraction, positive_ints, require
 
 
 class Positions(str, Enum):
-    learned = "learned"
-    sinusoidal = "sinusoidal"
+    learned = "learned"  # a trained table added to the embeddings (ends at max_len)
+    sinusoidal = "sinusoidal"  # the fixed sin/cos table (ends at max_len)
+    rope = "rope"  # rotary q and k per head: no length limit
+    alibi = "alibi"  # per-head linear attention biases: no length limit
+    none = "none"  # NoPE, the causal mask alone: no length limit
+
+
+class Attention(str, Enum):
+    none = "none"  # the recurrent state alone
+    dot = "dot"  # Luong's dot scores (scaled by 1/sqrt(hidden_size))
+    additive = "additive"  # Bahdanau's v·tanh(W_q h_t + W_k h_j)
 
 
 @dataclass
@@ -23,8 +32,16 @@ class RecurrentConfig(Validated):
     num_layers: int = 1
     dropout: float = 0.0
     tie_embeddings: bool = False
+    # each output attends over the hidden states of positions <= t, then tanh(W[h; context])
+    # feeds the output layer; incremental decoding keeps the hidden-state history as its state
+    attention: Attention = Attention.none
+    # feed the attention output back into the next step's input (Luong et al.): a loop over
+    # time steps instead of one cuDNN call, several times slower; needs model.attention
+    input_feeding: bool = False
 
     def check(self, p: str) -> None:
+        require(not self.input_feeding or self.attention != "none", p + "input_feeding", self.input_feeding,
+                "needs model.attention=dot|additive (it feeds the attention back into the recurrence)")
         require(self.name in ("rnn", "lstm", "gru"), p + "name", self.name, "one of rnn, lstm, gru")
         positive_ints(self, p, "embedding_size", "hidden_size", "num_layers")
         fraction(p + "dropout", self.dropout)
@@ -45,7 +62,11 @@ class TransformerConfig(Validated):
     d_ff: int = 512
     dropout: float = 0.0
     positions: Positions = Positions.learned
-    max_len: int = 256
+    max_len: int = 256  # the table's length for learned/sinusoidal; also the random_positions range
+    # in training, each sequence's positions are sorted random indices from [0, max_len), not
+    # 0..n-1 (Ruoss et al., 2023), so a longer test sequence meets no unseen position index;
+    # evaluation and decoding use 0..n-1. For learned, sinusoidal and rope
+    random_positions: bool = False
     tie_embeddings: bool = True
     share_layers: bool = False  # one block applied n_layers times (Universal Transformer)
 
@@ -55,3 +76,10 @@ class TransformerConfig(Validated):
         require(self.d_model % self.n_heads == 0, p + "n_heads", self.n_heads,
                 f"must divide model.d_model={self.d_model}")
         fraction(p + "dropout", self.dropout)
+        head_dim = self.d_model // self.n_heads
+        require(self.positions != "rope" or head_dim % 2 == 0, p + "positions", "rope",
+                f"rotates pairs of dimensions, so the head dimension model.d_model/model.n_heads "
+                f"must be even (now {self.d_model}/{self.n_heads}={head_dim})")
+        require(not self.random_positions or self.positions in ("learned", "sinusoidal", "rope"),
+                p + "random_positions", self.random_positions,
+                f"works with model.positions=learned|sinusoidal|rope, not {Positions(self.positions).value}")

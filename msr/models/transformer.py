@@ -2,6 +2,8 @@
 
 `state` is the KV cache: one (keys, values) pair per layer, each [B, heads, T_past, head_dim].
 Passing it back continues the sequence where it stopped, so decoding costs one token per call.
+Keys are cached after their rotation (rope), so a cached step rotates only the new token's q, k.
+The position options (model.positions) are in msr/models/positions.py.
 """
 
 from __future__ import annotations
@@ -12,6 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from msr.models.positions import (alibi_bias, alibi_slopes, apply_rotary, random_positions, rotary_angles,
+                                  rotary_frequencies, sinusoidal_table)
+
+TABLES = ("learned", "sinusoidal")  # positions added to the embeddings: they end at max_len
+
 
 class SelfAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dropout: float):
@@ -20,13 +27,19 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, cache=None):
+    def forward(self, x: torch.Tensor, cache=None, rotary=None, bias=None):
+        """`rotary`: (cos, sin) of the new tokens' positions; `bias`: an additive float mask
+        [heads, T, T_past + T] that holds the causal mask too (alibi)."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         if cache is not None:
             k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
         past = k.shape[2] - T
-        if past == 0:
+        if bias is not None:
+            mask, causal = bias.to(q.dtype), False
+        elif past == 0:
             mask, causal = None, True
         elif T == 1:
             mask, causal = None, False  # one new token may see every cached one
@@ -50,30 +63,28 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cache=None):
-        a, cache = self.attn(self.ln1(x), cache)
+    def forward(self, x: torch.Tensor, cache=None, rotary=None, bias=None):
+        a, cache = self.attn(self.ln1(x), cache, rotary, bias)
         x = x + self.drop(a)
         return x + self.mlp(self.ln2(x)), cache
-
-
-def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
-    position = torch.arange(max_len).unsqueeze(1)
-    frequency = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
-    table = torch.zeros(max_len, d_model)
-    table[:, 0::2] = torch.sin(position * frequency)
-    table[:, 1::2] = torch.cos(position * frequency[: d_model // 2])
-    return table
 
 
 class TransformerLM(nn.Module):
     def __init__(self, cfg, vocab_size: int):
         super().__init__()
-        self.max_len = cfg.max_len
+        self.kind = str(getattr(cfg.positions, "value", cfg.positions))
+        self.random_positions, self.position_range = cfg.random_positions, cfg.max_len
+        if self.kind in TABLES:
+            self.max_len = cfg.max_len  # decoding and the teacher read it; rope, alibi, none have no wall
         self.embed = nn.Embedding(vocab_size, cfg.d_model)
-        if cfg.positions == "learned":
+        if self.kind == "learned":
             self.positions = nn.Parameter(torch.zeros(cfg.max_len, cfg.d_model))
-        else:
+        elif self.kind == "sinusoidal":
             self.register_buffer("positions", sinusoidal_table(cfg.max_len, cfg.d_model), persistent=False)
+        elif self.kind == "rope":
+            self.register_buffer("frequencies", rotary_frequencies(cfg.d_model // cfg.n_heads), persistent=False)
+        elif self.kind == "alibi":
+            self.register_buffer("slopes", alibi_slopes(cfg.n_heads), persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         # With share_layers, one block is applied n_layers times, as in the Universal Transformer
         # (Dehghani et al., 2019): every depth learns the same step, like an RNN's time steps.
@@ -87,7 +98,7 @@ class TransformerLM(nn.Module):
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith(("proj.weight", "mlp.2.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
-        if cfg.positions == "learned":
+        if self.kind == "learned":
             nn.init.normal_(self.positions, mean=0.0, std=0.02)
 
     @staticmethod
@@ -97,16 +108,36 @@ class TransformerLM(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
+    def position_ids(self, tokens: torch.Tensor, past: int) -> torch.Tensor:
+        """The positions of `tokens`: [T], or [B, T] of random ones in training.
+
+        Random positions (Ruoss et al., 2023) are drawn in training passes only. Evaluation and
+        cached decoding use 0..n-1: every index in [0, max_len) was seen in training, in order,
+        so the in-order positions of a longer sequence are no longer new to the model."""
+        B, T = tokens.shape
+        if self.random_positions and self.training and past == 0:
+            return random_positions(B, T, self.position_range, tokens.device)
+        return torch.arange(past, past + T, device=tokens.device)
+
     def forward(self, tokens: torch.Tensor, state=None):
         """tokens [B, T] -> logits [B, T, V] and the KV cache after the last token."""
         past = 0 if state is None else state[0][0].shape[2]
         end = past + tokens.shape[1]
-        if end > self.max_len:
+        if hasattr(self, "max_len") and end > self.max_len:
             raise ValueError(f"sequence of {end} tokens is longer than model.max_len={self.max_len}")
-        x = self.drop(self.embed(tokens) + self.positions[past:end])
+        positions = self.position_ids(tokens, past)
+        x = self.embed(tokens)
+        rotary = bias = None
+        if self.kind in TABLES:
+            x = x + self.positions[positions]
+        elif self.kind == "rope":
+            rotary = rotary_angles(positions, self.frequencies)
+        elif self.kind == "alibi":
+            bias = alibi_bias(self.slopes, past, tokens.shape[1], x.dtype)
+        x = self.drop(x)
         cache = []
         for i, block in enumerate(self.blocks):
-            x, layer_cache = block(x, None if state is None else state[i])
+            x, layer_cache = block(x, None if state is None else state[i], rotary, bias)
             cache.append(layer_cache)
         return self.head(self.ln_f(x)), tuple(cache)
 

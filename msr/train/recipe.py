@@ -82,8 +82,17 @@ def encode_splits(splits: dict[str, list[dict]], tokenizer: TextTokenizer, cfg, 
         if split.unknown_tokens:
             log.warning("%s: %d symbols are not in the training vocabulary and map to <unk>", name,
                         split.unknown_tokens)
-    check_lengths(data, getattr(cfg.model, "max_len", None))
+    check_lengths(data, length_limit(cfg.model))
     return data
+
+
+def length_limit(model_cfg) -> int | None:
+    """The longest sequence the model takes: learned and sinusoidal tables end at max_len (and
+    random positions are drawn below it); rope, alibi and none have no end."""
+    if model_cfg.name != "transformer":
+        return None
+    walled = model_cfg.positions in ("learned", "sinusoidal") or model_cfg.random_positions
+    return model_cfg.max_len if walled else None
 
 
 def check_lengths(data: dict, max_len: int | None) -> None:

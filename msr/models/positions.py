@@ -1,0 +1,78 @@
+"""How a Transformer knows where a token is: added tables, rotations of q and k, or attention biases.
+
+- learned / sinusoidal: a [max_len, d_model] table added to the token embeddings (a max_len wall).
+- rope: q and k of each head rotated by angles proportional to the position (Su et al., 2021),
+  so q·k depends on the offset between two tokens only.
+- alibi: a per-head penalty on attention, slope × distance (Press et al., 2022).
+- none (NoPE): the causal mask alone tells a token how many came before (Kazemnejad et al., 2023).
+
+rope, alibi and none have no table, hence no length limit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+ROTARY_BASE = 10000.0
+
+
+def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
+    position = torch.arange(max_len).unsqueeze(1)
+    frequency = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+    table = torch.zeros(max_len, d_model)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: d_model // 2])
+    return table
+
+
+def random_positions(batch: int, length: int, limit: int, device) -> torch.Tensor:
+    """[batch, length] sorted distinct indices drawn from [0, limit), one draw per sequence
+    (Ruoss et al., 2023). torch's global RNG draws them, so a seeded run repeats them."""
+    limit = max(limit, length)
+    return torch.rand(batch, limit, device=device).argsort(dim=1)[:, :length].sort(dim=1).values
+
+
+def rotary_frequencies(head_dim: int) -> torch.Tensor:
+    """θ_i = base^(-2i/head_dim) for the head_dim/2 rotated pairs."""
+    return ROTARY_BASE ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+
+
+def rotary_angles(positions: torch.Tensor, frequencies: torch.Tensor):
+    """(cos, sin) of position × θ, shaped to broadcast over [B, heads, T, head_dim/2]:
+    positions [T] gives [T, D/2]; positions [B, T] gives [B, 1, T, D/2]."""
+    angles = positions.to(frequencies.dtype)[..., None] * frequencies
+    if angles.dim() == 3:
+        angles = angles[:, None]
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the pairs (x_i, x_{i+D/2}) of x [B, heads, T, D] by the angles (GPT-NeoX layout:
+    two contiguous halves, no strided gather)."""
+    first, second = x.float().chunk(2, dim=-1)
+    rotated = torch.cat([first * cos - second * sin, first * sin + second * cos], dim=-1)
+    return rotated.to(x.dtype)
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """Press et al.'s head slopes: for n a power of two, the geometric sequence 2^(-8/n), ...,
+    2^(-8) (8 heads: 1/2 ... 1/256); otherwise those of the power of two below n, then every
+    other slope of the next power of two, as in their reference code."""
+    def geometric(n: int) -> list[float]:
+        return [2 ** (-8 * (i + 1) / n) for i in range(n)]
+
+    below = 2 ** math.floor(math.log2(n_heads))
+    slopes = geometric(below) + geometric(2 * below)[0::2][: n_heads - below]
+    return torch.tensor(slopes)
+
+
+def alibi_bias(slopes: torch.Tensor, past: int, length: int, dtype) -> torch.Tensor:
+    """[heads, length, past + length] additive attention mask for queries at positions
+    past..past+length-1: -slope × distance to each earlier key, -inf for the later ones."""
+    queries = torch.arange(past, past + length, device=slopes.device)[:, None]
+    keys = torch.arange(past + length, device=slopes.device)[None, :]
+    distance = (queries - keys).to(dtype)
+    bias = -slopes.to(dtype)[:, None, None] * distance
+    return bias.masked_fill(distance < 0, float("-inf"))

@@ -1,0 +1,131 @@
+"""Transformer positions: RoPE and ALiBi against hand-computed values, caches, lengths, random ones."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import TINY, TINY_MODEL, read_metrics, run_msr
+from msr.config import TransformerConfig
+from msr.errors import UserError
+from msr.models import build_model
+from msr.models.positions import alibi_slopes, apply_rotary, rotary_angles, rotary_frequencies
+
+KINDS = ["learned", "sinusoidal", "rope", "alibi", "none"]
+
+
+def tiny(positions: str, **kw) -> TransformerConfig:
+    return TransformerConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, max_len=12, positions=positions, **kw)
+
+
+def test_rope_rotates_a_known_vector_by_position_times_frequency():
+    freqs = rotary_frequencies(4)  # pairs (x0, x2) at θ=1 and (x1, x3) at θ=1/100
+    assert freqs.tolist() == pytest.approx([1.0, 0.01])
+    x = torch.tensor([1.0, 0.0, 0.0, 1.0]).view(1, 1, 1, 4)
+    cos, sin = rotary_angles(torch.tensor([3]), freqs)
+    y = apply_rotary(x, cos, sin).flatten().tolist()
+    # (1, 0) turned by 3 rad; (0, 1) turned by 0.03 rad
+    assert y == pytest.approx([math.cos(3), -math.sin(0.03), math.sin(3), math.cos(0.03)], abs=1e-6)
+
+
+def test_rope_scores_depend_on_the_offset_only():
+    torch.manual_seed(0)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+    freqs = rotary_frequencies(8)
+
+    def score(i, j):
+        return float((apply_rotary(q, *rotary_angles(torch.tensor([i]), freqs))
+                      * apply_rotary(k, *rotary_angles(torch.tensor([j]), freqs))).sum())
+
+    assert score(5, 2) == pytest.approx(score(103, 100), abs=1e-4)
+    assert score(5, 2) != pytest.approx(score(5, 3), abs=1e-3)
+
+
+def test_alibi_slopes_follow_press_et_al():
+    assert alibi_slopes(8).tolist() == pytest.approx([2 ** -i for i in range(1, 9)])
+    assert alibi_slopes(4).tolist() == pytest.approx([2 ** -2, 2 ** -4, 2 ** -6, 2 ** -8])
+    # 6 heads: the 4-head slopes, then every other 8-head slope
+    assert alibi_slopes(6).tolist() == pytest.approx([2 ** -2, 2 ** -4, 2 ** -6, 2 ** -8, 2 ** -1, 2 ** -3])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cached_decoding_equals_recomputation(kind):
+    torch.manual_seed(0)
+    model = build_model(tiny(kind), vocab_size=11).eval()
+    tokens = torch.randint(0, 11, (3, 10))
+    with torch.no_grad():
+        full, _ = model(tokens)
+        logits, state = model(tokens[:, :4])
+        for t in range(4, 10):
+            logits, state = model(tokens[:, t : t + 1], state)
+        head, state = model(tokens[:, :6])
+        tail, _ = model(tokens[:, 6:], state)
+    torch.testing.assert_close(logits[:, -1], full[:, -1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(tail, full[:, 6:], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["rope", "alibi", "none"])
+def test_positions_without_a_table_run_past_max_len(kind):
+    model = build_model(tiny(kind), vocab_size=11).eval()
+    assert not hasattr(model, "max_len")  # decoding then sets no token budget from it
+    logits, state = model(torch.zeros(1, 30, dtype=torch.long))
+    logits, _ = model(torch.zeros(1, 1, dtype=torch.long), state)
+    assert logits.shape == (1, 1, 11)
+
+
+def test_learned_positions_refuse_past_max_len():
+    with pytest.raises(ValueError, match="max_len=12"):
+        build_model(tiny("learned"), vocab_size=11)(torch.zeros(1, 13, dtype=torch.long))
+
+
+@pytest.mark.parametrize("kind", ["learned", "sinusoidal", "rope"])
+def test_random_positions_in_training_only(kind):
+    model = build_model(tiny(kind, random_positions=True), vocab_size=11)
+    tokens = torch.randint(0, 11, (4, 5), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    first = model.position_ids(tokens, 0)
+    second = model.position_ids(tokens, 0)
+    torch.manual_seed(0)
+    assert torch.equal(model.position_ids(tokens, 0), first)  # seeded: runs repeat
+    assert first.shape == (4, 5) and not torch.equal(first, second)
+    assert bool((first.diff(dim=1) > 0).all()) and int(first.max()) < 12
+    with torch.no_grad():
+        a, b = model(tokens)[0], model(tokens)[0]
+    assert not torch.allclose(a, b)
+    model.eval()
+    assert model.position_ids(tokens, 0).tolist() == list(range(5))
+    assert model.position_ids(tokens[:, :1], 7).tolist() == [7]
+
+
+@pytest.mark.parametrize("kw, key", [
+    ({"positions": "rope", "d_model": 15, "n_heads": 3}, "model.positions"),
+    ({"positions": "alibi", "random_positions": True}, "model.random_positions"),
+])
+def test_bad_position_settings_are_refused_in_one_line(kw, key):
+    with pytest.raises(UserError, match=key) as err:
+        TransformerConfig(**kw).validate("model.")
+    assert "\n" not in str(err.value)
+
+
+def test_attention_on_the_transformer_is_refused_in_one_line(capsys):
+    assert run_msr("train", "model=transformer", "model.attention=dot") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("msr: error: model.attention: no such key") and err.count("\n") == 1
+
+
+def test_a_rope_transformer_trains_and_evaluates(in_tmp):
+    run = in_tmp / "run"
+    assert run_msr("train", *TINY, *TINY_MODEL["transformer"], "model.positions=rope",
+                   "model.random_positions=true", "trainer.max_steps=6", f"hydra.run.dir={run}") == 0
+    assert read_metrics(run)["status"] == "completed"
+    assert run_msr("evaluate", f"run={run}", "hydra.run.dir=eval") == 0
+    assert read_metrics(in_tmp / "eval")["status"] == "completed"
+
+
+def test_rope_trains_on_sequences_longer_than_max_len_which_learned_positions_refuse(in_tmp, capsys):
+    short = [*TINY, *TINY_MODEL["transformer"], "model.max_len=8"]
+    assert run_msr("train", *short, "model.positions=learned", f"hydra.run.dir={in_tmp / 'a'}") == 2
+    assert "model.max_len=8 is shorter than some sequences" in capsys.readouterr().err
+    assert run_msr("train", *short, "model.positions=rope", f"hydra.run.dir={in_tmp / 'b'}") == 0
