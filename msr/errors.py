@@ -18,6 +18,11 @@ class TrainingFailed(Exception):
     """Training cannot go on (for example, the loss is no longer a number)."""
 
 
+class Pruned(Exception):
+    """An Optuna study's pruner stopped this trial: its objective so far is not promising. The run
+    ends with status `pruned`, and the sweep goes on."""
+
+
 class Stopped(KeyboardInterrupt):
     """The run stops before its end, with a checkpoint to resume from: Ctrl-C, SIGTERM or
     trainer.stop_at. It unwinds like Ctrl-C; `reason` and `exit_code` say which it was."""

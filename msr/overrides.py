@@ -109,6 +109,17 @@ def jobs_to_check(overrides: list[str], multirun: bool) -> list[list[str]]:
     if not multirun:
         raise UserError(f"{sweeps[0].input_line} is a sweep: add -m to run one job per value")
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    if any(o.replace(" ", "") == "hydra/sweeper=optuna" for o in overrides):
+        # define-by-run: a trial samples a key under a searched group (model.d_model) only when its
+        # choice (model=transformer) has it, so those keys are the sweeper's to check, per trial
+        groups = {o.get_key_element() for o in sweeps if "." not in o.get_key_element()}
+
+        def sampled(o) -> bool:  # whether this key is checked here, not per trial
+            key = o.get_key_element()
+            return "." not in key or key.split(".")[0] not in groups
+
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override() and sampled(o)]
+        sweeps = [o for o in sweeps if sampled(o)]
     choices = {}
     for o in sweeps:
         try:

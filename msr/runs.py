@@ -22,6 +22,9 @@ from typing import Any, Callable
 
 from msr.errors import UserError
 
+# Called with each record logged to history.jsonl, after it is written (see msr.sweeps.reporting_to).
+HISTORY_HOOKS: list = []
+
 
 def fsync_path(path: Path) -> None:
     """Flush a file's (or a folder's entries') data to disk."""
@@ -226,7 +229,7 @@ class RunDir:
         self.write_metrics({"command": self.command, "status": "running", "command_line": self.command_line})
 
     def end(self, status: str, reason: str | None = None, **summary: Any) -> dict:
-        """Write the final metrics.json: status (completed | failed | interrupted) and summary."""
+        """Write the final metrics.json: status (completed | failed | interrupted | pruned) and summary."""
         record = {"command": self.command, "status": status, "command_line": self.command_line}
         if reason:
             record["reason"] = reason
@@ -249,6 +252,8 @@ class RunDir:
         # Appended a line at a time and closed at once, so a reader always sees the records so far.
         with open(self.path / "history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        for hook in HISTORY_HOOKS:  # an Optuna trial's pruning (msr.sweeps.reporting_to); may raise Pruned
+            hook(record)
 
     def truncate_history(self, step: int) -> None:
         """Keep the history up to `step`: a resumed run logs what came after it again."""

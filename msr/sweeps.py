@@ -25,11 +25,18 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from msr.errors import Terminated, UserError
-from msr.runs import read_record, write_json
+from msr.errors import Pruned, Terminated, UserError
+from msr.runs import HISTORY_HOOKS, read_record, write_json
 
 MANIFEST = "sweep.jsonl"
 DEFINITION = "sweep.json"
+STUDY_JOURNAL = "study.journal"  # an Optuna study's storage, in its sweep folder
+STUDY_NAME = "msr"
+FINAL = ("completed", "pruned", "failed")  # a study's trial ended so is not run again
+MINIMIZED = ("loss", "perplexity", "error", "seconds")  # objectives named so are better lower
+# The Optuna sweeper's trials by job number, for the jobs its launcher runs in its own process;
+# a job in another process (joblib, submitit) opens the study from the sweep folder instead.
+ACTIVE_TRIALS: dict = {}
 # the package that brings each launcher msr knows of, for the error when it is missing
 LAUNCHER_PACKAGES = {"joblib": "hydra-joblib-launcher", "submitit_local": "hydra-submitit-launcher",
                      "submitit_slurm": "hydra-submitit-launcher", "slurm": "hydra-submitit-launcher",
@@ -100,8 +107,9 @@ def starts_again(folder: Path) -> bool:
     return current_job() is not None and read_record(folder).get("status") in ("interrupted", "running")
 
 
-def write_definition(sweep_dir: Path, overrides: list[str], jobs: list[list[str]]) -> None:
-    write_json(Path(sweep_dir) / DEFINITION, {"overrides": overrides, "jobs": jobs})
+def write_definition(sweep_dir: Path, overrides: list[str], jobs: list[list[str]], study: dict | None = None) -> None:
+    """`study` ({"n_trials": N}) marks an Optuna study, whose jobs are not known before they run."""
+    write_json(Path(sweep_dir) / DEFINITION, {"overrides": overrides, "jobs": jobs, **({"study": study} if study else {})})
 
 
 def read_definition(sweep_dir: Path) -> dict:
@@ -131,9 +139,12 @@ def check_definition(sweep_dir: Path, overrides: list[str]) -> None:
 
 
 def is_finished(sweep_dir: Path) -> bool:
-    jobs = read_definition(sweep_dir)["jobs"]
+    """Every job completed; for a study, n_trials trials ended (a failed or pruned trial is not rerun)."""
+    definition = read_definition(sweep_dir)
+    if "study" in definition:
+        return sum(r["status"] in FINAL for r in read_manifest(sweep_dir)) >= definition["study"]["n_trials"]
     done = {r["job"] for r in read_manifest(sweep_dir) if r["status"] == "completed"}
-    return done >= set(range(len(jobs)))
+    return done >= set(range(len(definition["jobs"])))
 
 
 def newest_unfinished_sweep(command: str, overrides: list[str], outputs: Path) -> Path | None:
@@ -158,18 +169,25 @@ def resume_plan(sweep_dir: Path, jobs: list[list[str]], folder_of) -> list[int]:
     todo, skipped, going_on = [], 0, 0
     for num, overrides in enumerate(jobs):
         folder = Path(folder_of(overrides, num))
-        status = read_record(folder).get("status")
-        if status == "completed":
+        if read_record(folder).get("status") == "completed":
             skipped += 1
             continue
-        if status in ("interrupted", "running") and (folder / "checkpoints" / "last").is_dir():
-            going_on += 1
-        elif folder.exists() and folder.resolve().is_relative_to(Path(sweep_dir).resolve()):
-            shutil.rmtree(folder)
+        going_on += prepare_rerun(folder, sweep_dir)
         todo.append(num)
     sys.stderr.write(f"msr: resuming sweep {sweep_dir}: {skipped} of {len(jobs)} jobs completed (skipped), {going_on} "
                      f"go on from their checkpoints, {len(todo) - going_on} run from the start\n")
     return todo
+
+
+def prepare_rerun(folder: Path, sweep_dir: Path) -> bool:
+    """Ready a resumed sweep's unfinished job: True when it goes on from its checkpoint; else its
+    folder is emptied (when it is the sweep's own) and it runs from the start."""
+    status = read_record(folder).get("status")
+    if status in ("interrupted", "running") and (folder / "checkpoints" / "last").is_dir():
+        return True
+    if folder.exists() and folder.resolve().is_relative_to(Path(sweep_dir).resolve()):
+        shutil.rmtree(folder)
+    return False
 
 
 def batches(todo: list[int], jobs: list[list[str]], max_batch_size: int | None):
@@ -243,4 +261,77 @@ def summarize(sweep_dir: Path) -> list[dict]:
         swept = " ".join(o for o in r["overrides"] if o not in shared)  # what tells the jobs apart
         table.add_row(str(r["job"]), swept, r["status"] or "", objective, seconds, r["reason"] or "")
     Console(stderr=True).print(table)
-    return [r for r in jobs if r["status"] not in ("completed", "not run")]
+    return [r for r in jobs if r["status"] not in ("completed", "pruned", "not run")]
+
+
+def reported_metrics(sweep_dir: Path) -> set[str]:
+    """The metrics the sweep's completed jobs report (for the error naming an objective none has)."""
+    return {name for r in read_manifest(sweep_dir) if r.get("folder")
+            for name in (read_record(Path(r["folder"])).get("metrics") or {})}
+
+
+def objective_direction(objective: str, direction: str | None) -> str:
+    """sweep.direction when set; else losses (and the like) minimize, anything else maximizes."""
+    return direction or ("minimize" if any(word in objective.lower() for word in MINIMIZED) else "maximize")
+
+
+def study_storage(sweep_dir: Path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(Path(sweep_dir) / STUDY_JOURNAL)))
+
+
+def make_pruner(spec):
+    """hydra.sweeper.pruner: median | hyperband | none, or a {_target_: ...} of Optuna's pruners."""
+    import optuna
+
+    if isinstance(spec, optuna.pruners.BasePruner):  # Hydra instantiated the sweeper's {_target_: ...} already
+        return spec
+    if spec is not None and not isinstance(spec, str):
+        from hydra.utils import instantiate
+
+        return instantiate(spec)
+    pruners = {"median": optuna.pruners.MedianPruner, "hyperband": optuna.pruners.HyperbandPruner,
+               "none": optuna.pruners.NopPruner}
+    if (spec or "none") not in pruners:
+        raise UserError(f"hydra.sweeper.pruner={spec} is not known: give one of {', '.join(pruners)}")
+    return pruners[spec or "none"]()
+
+
+def job_trial():
+    """The Optuna trial the running job is, or None outside an Optuna sweep."""
+    hydra = current_job()
+    if hydra is None or not str(hydra.sweeper.get("_target_", "")).endswith("OptunaSweeper"):
+        return None
+    if hydra.job.num in ACTIVE_TRIALS:
+        return ACTIVE_TRIALS[hydra.job.num]
+    import optuna  # a worker process: its trial is in the study's journal, by number
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=study_storage(Path(hydra.sweep.dir)),
+                              pruner=make_pruner(hydra.sweeper.get("pruner")))
+    frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == hydra.job.num), None)
+    return optuna.trial.Trial(study, frozen._trial_id) if frozen is not None else None
+
+
+@contextmanager
+def reporting_to(trial, objective: str | None):
+    """While the job trains, each logged record with the objective goes to its trial; the pruner's
+    stop raises Pruned there."""
+    def report(record: dict) -> None:
+        value = record.get(objective)
+        if not isinstance(value, (int, float)) or "step" not in record:
+            return
+        trial.report(float(value), int(record["step"]))
+        if trial.should_prune():
+            raise Pruned(f"pruned by the study's pruner at step {record['step']} ({objective}={value:.4g})")
+
+    if trial is None or not objective:
+        yield
+        return
+    HISTORY_HOOKS.append(report)
+    try:
+        yield
+    finally:
+        HISTORY_HOOKS.remove(report)

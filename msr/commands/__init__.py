@@ -1,7 +1,7 @@
 """One module per command, each with `run(cfg, run_dir) -> summary`.
 
 `run_command` owns the run's status: whatever the command does, metrics.json ends as
-completed, failed (with the reason) or interrupted.
+completed, failed (with the reason), interrupted, or pruned (an Optuna trial stopped by its pruner).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import shlex
 import signal
 import sys
 
-from msr.errors import Stopped, Terminated, TrainingFailed, UserError
-from msr.sweeps import JobFailed, continues_in, current_job, place_job, record_job, starts_again
+from msr.errors import Pruned, Stopped, Terminated, TrainingFailed, UserError
+from msr.sweeps import (JobFailed, continues_in, current_job, job_trial, place_job, record_job, reporting_to,
+                        starts_again)
 from msr.train.stopping import requeue
 
 log = logging.getLogger("msr")
@@ -52,7 +53,8 @@ def run_command(command: str, cfg) -> dict:
     previous = signal.signal(signal.SIGTERM, _terminate)  # a scheduler's or `kill`'s stop ends like Ctrl-C
     try:
         place_job()
-        summary = module.run(cfg, run)
+        with reporting_to(job_trial(), objective(cfg)):
+            summary = module.run(cfg, run)
     except (UserError, TrainingFailed) as err:
         if record_before is not None and isinstance(err, UserError):
             atomic_write(run.path / "metrics.json", lambda f: f.write(record_before))
@@ -62,6 +64,11 @@ def run_command(command: str, cfg) -> dict:
         log.error("msr: error: %s", err, extra=LOG_FILE_ONLY)
         sys.stderr.write(f"msr: error: {err}\n")
         job_failed(cfg, record, run.path, 2 if isinstance(err, UserError) else 1)
+    except Pruned as pruned:
+        record = run.end("pruned", reason=str(pruned))
+        record_job(record, run.path, objective(cfg))
+        log.info("msr: %s; the run folder is %s", pruned, run.path)
+        return record
     except KeyboardInterrupt as stop:
         stop = stop if isinstance(stop, Stopped) else Stopped()
         record = run.end("interrupted", reason=stop.reason)
