@@ -89,10 +89,10 @@ def encode_splits(splits: dict[str, list[dict]], tokenizer: TextTokenizer, cfg, 
 def length_limit(model_cfg) -> int | None:
     """The longest sequence the model takes: learned and sinusoidal tables end at max_len (and
     random positions are drawn below it); rope, alibi and none have no end."""
-    if model_cfg.name != "transformer":
-        return None
-    walled = model_cfg.positions in ("learned", "sinusoidal") or model_cfg.random_positions
-    return model_cfg.max_len if walled else None
+    max_len = getattr(model_cfg, "max_len", None)  # recurrent models have none
+    walled = getattr(model_cfg, "positions", "learned") in ("learned", "sinusoidal") or \
+        getattr(model_cfg, "random_positions", False)
+    return max_len if walled else None
 
 
 def check_lengths(data: dict, max_len: int | None) -> None:
