@@ -16,9 +16,9 @@ from typing import Any
 
 from msr.errors import UserError
 from msr.report.collect import Run
+from msr.sweeps import objective_direction
 
 MISSING = "<missing>"  # a key this run's config lacks; hashable, so it can be part of a group's key
-MINIMIZED = ("loss", "perplexity", "seconds", "error")
 
 
 @dataclass
@@ -164,7 +164,7 @@ def direction(objective: str, runs: list[Run]) -> str:
     declared = [run.direction for run in runs if run.objective == objective and run.direction]
     if declared:
         return Counter(declared).most_common(1)[0][0]
-    return "minimize" if any(word in objective.lower() for word in MINIMIZED) else "maximize"
+    return objective_direction(objective, None)
 
 
 def sort_groups(groups: list[Group], objective: str | None, goal: str) -> list[Group]:
