@@ -221,7 +221,7 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoints = self.path / "checkpoints"
         self.command, self.command_line = command, command_line
-        self._t0 = time.perf_counter()
+        self.started = time.perf_counter()
 
     def begin(self, resume: bool = False) -> None:
         if (self.path / "metrics.json").exists() and not resume:
@@ -236,7 +236,7 @@ class RunDir:
         record.update(self.empty_summary)  # what a run that stopped early could not measure
         record.update(self.progress)
         record.update(summary)
-        record["wall_seconds"] = round(time.perf_counter() - self._t0, 3)
+        record["wall_seconds"] = round(time.perf_counter() - self.started, 3)
         record["versions"] = versions()
         self.write_metrics(record)
         return record

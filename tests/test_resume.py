@@ -40,7 +40,7 @@ def interrupted_at(at_step: int, sig=signal.SIGINT):
 
 
 def history(run) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k != "tokens_per_second"}
+    return [{k: v for k, v in json.loads(line).items() if k not in ("tokens_per_second", "elapsed_seconds")}
             for line in (run / "history.jsonl").read_text().splitlines()]
 
 

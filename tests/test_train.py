@@ -320,3 +320,26 @@ def test_the_bar_replaces_progress_lines_on_the_console_only():
         assert not console_filter.filter(progress_line) and console_filter.filter(other_line)
     finally:
         Progress.bar_shown = False
+
+
+def test_eval_iters_estimates_on_a_sample_and_scores_the_best_on_the_whole_split(in_tmp):
+    """trainer.eval_iters=1 with eval_batch_size=8: each evaluation reads 8 of the 40 validation rows
+    (a fresh sample each time), and metrics.json holds the best checkpoint scored on all 40."""
+    assert run_msr("train", *TINY, "trainer.eval_iters=1", "trainer.eval_batch_size=8", "hydra.run.dir=run") == 0
+    log = (in_tmp / "run/msr.log").read_text()
+    assert log.count("(estimated on 8 rows)") == 2
+    evaluations = [r for r in map(json.loads, (in_tmp / "run/history.jsonl").read_text().splitlines())
+                   if "val/accuracy" in r]
+    assert all(r["val/accuracy"] * 8 == round(r["val/accuracy"] * 8) for r in evaluations)  # eighths
+    assert run_msr("evaluate", "run=run", "split=val", "hydra.run.dir=scored") == 0
+    whole = read_metrics(in_tmp / "scored")["metrics"]
+    metrics = read_metrics(in_tmp / "run")["metrics"]
+    assert metrics["val/accuracy"] == whole["val/accuracy"] and metrics["val/loss"] == pytest.approx(whole["val/loss"])
+
+
+def test_history_carries_elapsed_seconds_that_grow(in_tmp):
+    assert run_msr("train", *TINY, "hydra.run.dir=run") == 0
+    elapsed = [r["elapsed_seconds"] for r in map(json.loads, (in_tmp / "run/history.jsonl").read_text().splitlines())
+               if "elapsed_seconds" in r]
+    assert len(elapsed) == 6 and elapsed == sorted(elapsed) and 0 < elapsed[0]
+    assert elapsed[-1] <= read_metrics(in_tmp / "run")["wall_seconds"]

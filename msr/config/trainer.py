@@ -37,6 +37,10 @@ class TrainerConfig(Validated):
     l2: float = 0.0
     eval_every: int = 250
     eval_batch_size: int = 500
+    # evaluations during training estimate on this many random batches of eval_batch_size (nanoGPT's
+    # eval_iters), and the best checkpoint is scored on the whole validation split once at the end;
+    # 0: every evaluation scores the whole split
+    eval_iters: int = 0
     log_every: int = 50
     precision: Precision = Precision.fp32
     compile: bool = False
@@ -50,6 +54,7 @@ class TrainerConfig(Validated):
         positive_ints(self, p, "max_steps", "batch_size", "grad_accum_steps", "eval_every",
                       "eval_batch_size", "log_every", "keep_last")
         non_negative(p + "checkpoint_every", self.checkpoint_every)
+        non_negative(p + "eval_iters", self.eval_iters)
         require(0 <= self.stop_at < self.max_steps, p + "stop_at", self.stop_at,
                 f"must be 0 (run to the end) or a step before trainer.max_steps={self.max_steps}")
         for key in ("grad_clip", "l1", "l2"):

@@ -13,39 +13,43 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
+from msr import distributed
 from msr.data.batching import IGNORE, EncodedSplit
 from msr.eval.scores import steps_breakdown
 
 
 @torch.no_grad()
-def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext) -> dict:
+def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext, rows: torch.Tensor | None = None) -> dict:
+    """Scores of `rows` of the split (all of it by default). In a data-parallel run each worker
+    scores its share and the per-example results are summed across workers, so every worker
+    holds the same numbers as one process scoring them all: sums of counts, never means of means."""
+    rows = torch.arange(len(split)) if rows is None else rows
     was_training = model.training
     model.eval()
-    loss_sum, tokens, token_hits = 0.0, 0, 0
-    correct = torch.zeros(len(split), dtype=torch.bool)
-    logprobs = torch.zeros(len(split))  # of each whole target (and its <eos>)
-    for start in range(0, len(split), batch_size):
-        index = torch.arange(start, min(start + batch_size, len(split)))
-        inputs, labels = split.batch(index)
+    mine = distributed.shard(torch.arange(len(rows)))  # positions in `rows` this worker scores
+    # per example: summed token loss, target tokens, tokens right, exactly right; zero where another worker scores
+    scores = torch.zeros(4, len(rows), dtype=torch.float64)
+    for start in range(0, len(mine), batch_size):
+        at = mine[start : start + batch_size]
+        inputs, labels = split.batch(rows[at])
         with autocast():
             logits, _ = model(inputs)
         logits = logits.float()
         mask = labels != IGNORE
         token_loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
                                      reduction="none").view(labels.shape)
-        loss_sum += token_loss.sum().item()
-        logprobs[start : start + len(index)] = -token_loss.sum(dim=1).cpu()
         hits = (logits.argmax(-1) == labels) & mask
-        tokens += int(mask.sum())
-        token_hits += int(hits.sum())
-        correct[start : start + len(index)] = (hits | ~mask).all(dim=1).cpu()
+        scores[:, at] = torch.stack([token_loss.sum(1), mask.sum(1), hits.sum(1), (hits | ~mask).all(1)]).double().cpu()
     model.train(was_training)
+    loss_sums, targets, token_hits, correct = distributed.sum_across(scores)
+    correct = correct.bool()
+    tokens = max(int(targets.sum()), 1)
     return {
-        "loss": loss_sum / max(tokens, 1),
-        "accuracy": int(correct.sum()) / max(len(split), 1),
-        "token_accuracy": token_hits / max(tokens, 1),
-        "by_steps": accuracy_by_steps(correct, split.steps),
-        "logprobs": logprobs,
+        "loss": float(loss_sums.sum()) / tokens,
+        "accuracy": int(correct.sum()) / max(len(rows), 1),
+        "token_accuracy": int(token_hits.sum()) / tokens,
+        "by_steps": accuracy_by_steps(correct, split.steps[rows]),
+        "logprobs": -loss_sums.float(),  # of each whole target (and its <eos>)
         "correct": correct,  # per example, what accuracy counts (training runs write it to predictions.jsonl)
     }
 

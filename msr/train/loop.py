@@ -174,19 +174,28 @@ class LoopState:
     running_steps: int = 0
     metrics: dict = field(default_factory=dict)  # the latest evaluation's
     stopped_early: bool = False  # not saved: a resumed run trains on to its next evaluation
+    elapsed_before: float = 0.0  # wall seconds of the run before this process took it over (a resume)
+    started: float = field(default_factory=time.perf_counter)  # when this process began the run
     _clock: float = field(default=0.0, repr=False)  # when training time last started counting
 
     def state_dict(self) -> dict:
         return {"step": self.step, "metrics": self.metrics, "tokens": self.tokens, "train_seconds": self.train_seconds,
                 "running_loss": float(self.running_loss), "running_steps": self.running_steps,
+                "elapsed_seconds": self.elapsed(),
                 "early_stopping": self.early_stopping.state_dict(), "rng": rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.step, self.tokens, self.train_seconds = state["step"], state["tokens"], state["train_seconds"]
         self.running_loss, self.running_steps = state["running_loss"], state["running_steps"]
         self.metrics = state["metrics"]
+        self.elapsed_before = state.get("elapsed_seconds", 0.0)  # saved by msr since elapsed_seconds exists
         self.early_stopping.load_state_dict(state["early_stopping"])
         set_rng_state(state["rng"])
+
+    def elapsed(self) -> float:
+        """Wall seconds since the run began, start-up, evaluations and earlier sessions included:
+        history.jsonl's `elapsed_seconds`, from which any run's time to a target is read."""
+        return round(self.elapsed_before + time.perf_counter() - self.started, 3)
 
     def start_clock(self) -> None:
         self._clock = time.perf_counter()
@@ -208,14 +217,16 @@ def due(step: int, every: int, last: int) -> bool:
 
 def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int,
         log_history: Callable[[dict], None], save: Callable[[str, dict], None],
-        interactive: bool = False, resume: dict | None = None, language_model: bool = False) -> dict:
+        interactive: bool = False, resume: dict | None = None, language_model: bool = False,
+        started: float | None = None) -> dict:
     """Train for cfg.max_steps optimizer steps (or until early stopping); returns a summary
     whose validation metrics are those of the best evaluation (the `best` checkpoint).
 
     `resume` is the state a `last` checkpoint saved: training goes on from its step with the
     same optimizer, early-stopping record, random streams and data order, as if never interrupted.
-    A `language_model` is validated by next-token accuracy: a whole block is never exactly right."""
-    state = LoopState(EarlyStopping(cfg.early_stopping))
+    A `language_model` is validated by next-token accuracy: a whole block is never exactly right.
+    `started` (a time.perf_counter reading) is when the run began, for elapsed_seconds."""
+    state = LoopState(EarlyStopping(cfg.early_stopping), started=started or time.perf_counter())
     if resume is not None:
         trainer.load_state_dict(resume)
         state.load_state_dict(resume)
@@ -239,7 +250,7 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
             if evaluated:
                 sync()  # the steps' queued work is training time
                 with state.clock_paused():
-                    validate(trainer, val, cfg, state, log_history, checkpoint, language_model)
+                    validate(trainer, val, cfg, state, log_history, checkpoint, language_model, seed)
             periodic = evaluated if not cfg.checkpoint_every else state.step % cfg.checkpoint_every == 0
             paused = state.step == cfg.stop_at
             if periodic or stop.signal or paused or state.step == cfg.max_steps or state.stopped_early:
@@ -276,22 +287,42 @@ def log_training(state: LoopState, lr: float, grad_norm: torch.Tensor | None, lo
     with state.clock_paused():
         speed = state.tokens / max(state.train_seconds, 1e-9)
         norm = {} if grad_norm is None else {"grad_norm": float(grad_norm)}
-        log_history({"step": state.step, "train/loss": loss, "lr": lr, **norm, "tokens_per_second": speed})
+        log_history({"step": state.step, "train/loss": loss, "lr": lr, **norm, "tokens_per_second": speed,
+                     "elapsed_seconds": state.elapsed()})
         progress.update(state.step, loss, lr, speed)
 
 
-def validate(trainer: Trainer, val: EncodedSplit, cfg, state: LoopState, log_history: Callable[[dict], None],
-             checkpoint: Callable[[str], None], language_model: bool) -> None:
-    """Evaluate on `val`; keep checkpoints/best when it is the best so far; stop early once
-    early_stopping.patience evaluations brought no improvement."""
+def validation_metrics(model: nn.Module, val: EncodedSplit, cfg, autocast, language_model: bool,
+                       rows: torch.Tensor | None = None) -> dict:
+    """val/loss and val/accuracy (val/token_accuracy for a language model) on `rows` of `val`."""
     score = "token_accuracy" if language_model else "accuracy"
-    result = evaluate(trainer.model, val, cfg.eval_batch_size, trainer.autocast)
-    state.metrics = {"val/loss": result["loss"], f"val/{score}": result[score]}
+    result = evaluate(model, val, cfg.eval_batch_size, autocast, rows)
+    return {"val/loss": result["loss"], f"val/{score}": result[score]}
+
+
+def estimate_rows(size: int, cfg, seed: int, step: int) -> torch.Tensor | None:
+    """The validation rows an evaluation at `step` scores: with trainer.eval_iters, a random sample
+    of that many batches, drawn afresh at each evaluation (a function of seed and step, so a
+    resumed run draws the same); else None, the whole split."""
+    if not cfg.eval_iters or cfg.eval_iters * cfg.eval_batch_size >= size:
+        return None
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randperm(size, generator=generator)[: cfg.eval_iters * cfg.eval_batch_size]
+
+
+def validate(trainer: Trainer, val: EncodedSplit, cfg, state: LoopState, log_history: Callable[[dict], None],
+             checkpoint: Callable[[str], None], language_model: bool, seed: int) -> None:
+    """Evaluate on `val` (or trainer.eval_iters batches of it); keep checkpoints/best when it is the
+    best so far; stop early once early_stopping.patience evaluations brought no improvement."""
+    rows = estimate_rows(len(val), cfg, seed, state.step)
+    state.metrics = validation_metrics(trainer.model, val, cfg, trainer.autocast, language_model, rows)
     stopper = state.early_stopping
     improved = stopper.update(state.metrics, state.step)
-    log_history({"step": state.step, **state.metrics})
-    log.info("step %d: val loss %.4f, val %s %.4f%s", state.step, result["loss"], score.replace("_", " "),
-             result[score], " (best so far)" if improved else "")
+    log_history({"step": state.step, **state.metrics, "elapsed_seconds": state.elapsed()})
+    name = next(key for key in state.metrics if key != "val/loss")
+    sample = "" if rows is None else f" (estimated on {len(rows):,} rows)"
+    log.info("step %d: val loss %.4f, %s %.4f%s%s", state.step, state.metrics["val/loss"],
+             name.replace("/", " ").replace("_", " "), state.metrics[name], sample, " (best so far)" if improved else "")
     if improved:
         checkpoint("best")
     if stopper.should_stop and state.step < cfg.max_steps:

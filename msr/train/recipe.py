@@ -27,7 +27,7 @@ from msr.models import build_model, count_parameters
 from msr.logs import interactive
 from msr.runs import RunDir
 from msr.train.checkpoint import load_training_weights, save_checkpoint
-from msr.train.loop import Trainer, fit
+from msr.train.loop import Trainer, fit, validation_metrics
 from msr.train.optim import build_optimizer, build_scheduler
 from msr.train.resume import restore, resume_overrides
 from msr.train.tensorboard import RunLogger
@@ -152,8 +152,12 @@ def train_model(model: nn.Module, cfg, dict_cfg, run: RunDir, history: RunLogger
         run.progress["steps"] = resumed_from
     history.open(resumed_from)  # the event file drops the same steps
     result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, history, save,
-                 interactive=interactive(), resume=resume, language_model=objective == "lm")
+                 interactive=interactive(), resume=resume, language_model=objective == "lm", started=run.started)
     load_training_weights(run.checkpoints / "best", model, device)
+    if cfg.trainer.eval_iters:  # the evaluations estimated; the best checkpoint is scored on the whole split
+        result["val"] = validation_metrics(model, data["val"], cfg.trainer, trainer.autocast, objective == "lm")
+        log.info("best checkpoint on the whole validation split: %s",
+                 ", ".join(f"{k} {v:.4f}" for k, v in result["val"].items()))
     return trainer, result
 
 
