@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from msr.conf_dir import CONF_DIR
+from msr.distributed import launched
 from msr.errors import UserError
 from msr.run_overrides import inherit_data, inherit_model, resume_overrides, resume_sweep, sweep_jobs
 from msr.runs import claim_folder
@@ -175,8 +176,18 @@ def dispatch(argv: list[str] | None) -> None:
         sweep_dir = None
         if runs_a_job and not own_search_path:
             check_launcher(args.overrides)
-            check_overrides(CONF_DIR, command, args.overrides, args.multirun)
-            placed = claim_folder(command, args.overrides, args.multirun)
+            jobs = check_overrides(CONF_DIR, command, args.overrides, args.multirun)
+            workers = distributed_settings(jobs, args.multirun)
+            if workers is not None and not launched():  # start the workers, each running this command
+                from msr.launch import launch_workers
+
+                sys.exit(launch_workers([command, *argv[1:], *claim_folder(command, args.overrides, False)], workers))
+            if workers is not None:  # a worker: rank 0 places the run, the others take its folder
+                from msr.launch import join_run
+
+                placed = join_run(workers, lambda: claim_folder(command, args.overrides, False))
+            else:
+                placed = claim_folder(command, args.overrides, args.multirun)
             rest = [*rest, *placed]
             if args.multirun:  # where its jobs' manifest will be, for the summary at the end
                 value = next(o.partition("=")[2] for o in [*args.overrides, *placed]
@@ -231,6 +242,18 @@ def command_help(command: str, overrides: list[str]) -> str:
         f"  msr {command} --cfg job   print the composed config\n"
         f"Runs go to outputs/{command}/<date>/<time>/; Hydra's own options: msr {command} --hydra-help\n"
     )
+
+
+def distributed_settings(jobs: list, multirun: bool):
+    """The `distributed` settings of a data-parallel run (several workers, from the config or
+    from torchrun), else None."""
+    settings = getattr(jobs[0], "distributed", None) if jobs else None
+    if settings is None or (settings.workers == 1 and not launched()):
+        return None
+    if multirun:
+        raise UserError(f"-m runs a sweep's jobs in one process each: distributed.nproc_per_node="
+                        f"{settings.nproc_per_node} cannot go with it; start each data-parallel run on its own")
+    return settings
 
 
 def check_launcher(overrides: list[str]) -> None:

@@ -23,12 +23,16 @@ from msr.errors import UserError
 MAX_CHECKED_JOBS = 256
 
 
-def check_overrides(conf_dir: Path, config_name: str, overrides: list[str], multirun: bool) -> None:
-    """Raise UserError unless every job these overrides describe composes and validates."""
+def check_overrides(conf_dir: Path, config_name: str, overrides: list[str], multirun: bool) -> list:
+    """Raise UserError unless every job these overrides describe composes and validates; the
+    validated configs of the jobs checked."""
     check_run_dir(overrides)
+    checked = []
     for job in jobs_to_check(overrides, multirun):
         cfg = to_object(compose_config(conf_dir, config_name, job))
         check_device(cfg)
+        checked.append(cfg)
+    return checked
 
 
 def check_run_dir(overrides: list[str]) -> None:

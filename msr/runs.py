@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from msr import distributed
 from msr.errors import UserError
 
 # Called with each record logged to history.jsonl, after it is written (see msr.sweeps.reporting_to).
@@ -212,7 +213,8 @@ def read_resumes(folder: Path) -> list[dict]:
 
 
 class RunDir:
-    """One run's folder: history.jsonl, metrics.json, resumes.jsonl and checkpoints/."""
+    """One run's folder: history.jsonl, metrics.json, resumes.jsonl and checkpoints/. In a
+    data-parallel run only rank 0 writes them (`writes`); the other workers compute the same."""
 
     def __init__(self, path: str | Path, command: str, command_line: str, empty_summary: dict | None = None):
         self.path = Path(path)
@@ -222,9 +224,10 @@ class RunDir:
         self.checkpoints = self.path / "checkpoints"
         self.command, self.command_line = command, command_line
         self.started = time.perf_counter()
+        self.writes = distributed.is_main()
 
     def begin(self, resume: bool = False) -> None:
-        if (self.path / "metrics.json").exists() and not resume:
+        if (self.path / "metrics.json").exists() and not resume and self.writes:
             raise UserError(f"{self.path} already holds a run; give this one its own folder (hydra.run.dir=...)")
         self.write_metrics({"command": self.command, "status": "running", "command_line": self.command_line})
 
@@ -244,12 +247,16 @@ class RunDir:
     def record_resume(self, step: int, overrides: list[str]) -> None:
         """Append this resume to resumes.jsonl (whole file rewritten atomically): `msr reproduce`
         replays the run segment by segment from it."""
+        if not self.writes:
+            return
         lines = [json.dumps(r) + "\n" for r in read_resumes(self.path)]
         lines.append(json.dumps({"step": step, "overrides": overrides, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
         atomic_write(self.path / "resumes.jsonl", lambda f: f.writelines(lines))
 
     def log_history(self, record: dict) -> None:
         # Appended a line at a time and closed at once, so a reader always sees the records so far.
+        if not self.writes:
+            return
         with open(self.path / "history.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         for hook in HISTORY_HOOKS:  # an Optuna trial's pruning (msr.sweeps.reporting_to); may raise Pruned
@@ -258,12 +265,13 @@ class RunDir:
     def truncate_history(self, step: int) -> None:
         """Keep the history up to `step`: a resumed run logs what came after it again."""
         path = self.path / "history.jsonl"
-        if path.exists():
+        if path.exists() and self.writes:
             kept = [line for line in path.read_text().splitlines(keepends=True) if _step_of(line) <= step]
             atomic_write(path, lambda f: f.writelines(kept))
 
     def write_metrics(self, summary: dict) -> None:
-        write_json(self.path / "metrics.json", summary)
+        if self.writes:
+            write_json(self.path / "metrics.json", summary)
 
 
 def _step_of(line: str) -> float:

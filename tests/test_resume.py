@@ -26,11 +26,11 @@ def interrupted_at(at_step: int, sig=signal.SIGINT):
     """Send this process `sig` during optimizer step `at_step`, as Ctrl-C or a scheduler would."""
     original, count = Trainer.step, [0]
 
-    def step(self, batches):
+    def step(self, batches, *args):
         count[0] += 1
         if count[0] == at_step:
             os.kill(os.getpid(), sig)
-        return original(self, batches)
+        return original(self, batches, *args)
 
     Trainer.step = step
     try:

@@ -15,6 +15,7 @@ import signal
 import sys
 
 from msr.errors import Pruned, Stopped, Terminated, TrainingFailed, UserError
+from msr.launch import note_failure, peer_failure, quiet_worker
 from msr.sweeps import (JobFailed, continues_in, current_job, job_trial, place_job, record_job, reporting_to,
                         starts_again)
 from msr.train.stopping import requeue
@@ -50,6 +51,8 @@ def run_command(command: str, cfg) -> dict:
     if again:  # stopped before its first checkpoint: its history so far is not this run's
         run.truncate_history(0)
     run.begin(resume=resuming or again)
+    if not run.writes:
+        quiet_worker()
     previous = signal.signal(signal.SIGTERM, _terminate)  # a scheduler's or `kill`'s stop ends like Ctrl-C
     try:
         place_job()
@@ -57,10 +60,12 @@ def run_command(command: str, cfg) -> dict:
             summary = module.run(cfg, run)
     except (UserError, TrainingFailed) as err:
         if record_before is not None and isinstance(err, UserError):
-            atomic_write(run.path / "metrics.json", lambda f: f.write(record_before))
+            if run.writes:
+                atomic_write(run.path / "metrics.json", lambda f: f.write(record_before))
             record = {"status": "failed", "reason": str(err)}
         else:
             record = run.end("failed", reason=str(err))
+        worker_failed(run, str(err))
         log.error("msr: error: %s", err, extra=LOG_FILE_ONLY)
         sys.stderr.write(f"msr: error: {err}\n")
         job_failed(cfg, record, run.path, 2 if isinstance(err, UserError) else 1)
@@ -70,13 +75,19 @@ def run_command(command: str, cfg) -> dict:
         log.info("msr: %s; the run folder is %s", pruned, run.path)
         return record
     except KeyboardInterrupt as stop:
+        if run.writes and (peer := peer_failure(run.path)):  # the launcher stopped the others with SIGTERM
+            run.end("failed", reason=peer)
+            log.error("msr: error: %s", peer, extra=LOG_FILE_ONLY)
+            sys.stderr.write(f"msr: error: {peer}; see {run.path / 'msr.log'}\n")
+            sys.exit(1)
         stop = stop if isinstance(stop, Stopped) else Stopped()
         record = run.end("interrupted", reason=stop.reason)
         record_job(record, run.path, objective(cfg))
         resumable = (run.checkpoints / "last").is_dir() and current_job() is None  # a sweep resumes as one
         hint = f"; resume with: msr {command} resume={run.path}" if resumable else ""
-        log.warning("msr: %s; the run folder is %s%s", stop.reason, run.path, hint, extra=LOG_FILE_ONLY)
-        sys.stderr.write(f"msr: {stop.reason}; the run folder is {run.path}{hint}\n")
+        if run.writes:
+            log.warning("msr: %s; the run folder is %s%s", stop.reason, run.path, hint, extra=LOG_FILE_ONLY)
+            sys.stderr.write(f"msr: {stop.reason}; the run folder is {run.path}{hint}\n")
         requeue(stop)  # preempted under a scheduler: it requeues the job, which goes on from here
         if stop.exit_code == 0 and current_job() is not None:
             return record  # paused on purpose (trainer.stop_at): the sweep's other jobs still run
@@ -93,7 +104,9 @@ def run_command(command: str, cfg) -> dict:
         sys.stderr.write(f"msr: error: {message}\n")
         sys.exit(1)
     except Exception as err:  # a bug, not a user mistake: keep the traceback
-        record = run.end("failed", reason=f"{type(err).__name__}: {err}")
+        reason = (peer_failure(run.path) if run.writes else None) or f"{type(err).__name__}: {err}"
+        record = run.end("failed", reason=reason)
+        worker_failed(run, reason)
         log.error("msr %s crashed", command, exc_info=err, extra=LOG_FILE_ONLY)  # the traceback follows on stderr
         record_job(record, run.path, objective(cfg))
         raise RuntimeError(f"msr {command} crashed; the run folder is {run.path}") from err
@@ -103,6 +116,12 @@ def run_command(command: str, cfg) -> dict:
     record_job(record, run.path, objective(cfg))
     log.info("run folder: %s", run.path)
     return record
+
+
+def worker_failed(run, reason: str) -> None:
+    """A worker other than rank 0 leaves its failure where rank 0 will look for it."""
+    if not run.writes:
+        note_failure(run.path, reason)
 
 
 def objective(cfg) -> str | None:

@@ -12,6 +12,7 @@ from msr.config.base import Validated, check_runs, non_negative, require
 from msr.config.data import TaskConfig
 from msr.config.decode import DecodeConfig
 from msr.config.device import DeviceConfig
+from msr.config.distributed import DistributedConfig
 from msr.config.finetune import TransferConfig
 from msr.config.logger import LoggerConfig
 from msr.config.model import TransformerConfig
@@ -32,6 +33,7 @@ class TrainConfig(Validated):
     paths: PathsConfig = field(default_factory=PathsConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     resume: str = ""  # a run folder to continue from its checkpoints/last, or auto
 
     def check(self, p: str) -> None:
@@ -39,6 +41,9 @@ class TrainConfig(Validated):
             train_size = self.data.train.size
             require(self.trainer.batch_size <= train_size, "trainer.batch_size", self.trainer.batch_size,
                     f"must be at most data.train.size={train_size}")
+        workers = self.distributed.workers
+        require(self.trainer.batch_size % workers == 0, "trainer.batch_size", self.trainer.batch_size,
+                f"is the global batch of a step, shared by {workers} workers: give a multiple of {workers}")
         warmup, steps = self.scheduler.warmup_steps, self.trainer.max_steps
         require(warmup < steps, "scheduler.warmup_steps", warmup,
                 f"must be < trainer.max_steps={steps}: the warmup would take the whole run and the "

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import math
 import random
+import signal
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable
@@ -19,7 +20,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from msr import distributed
 from msr.data.batching import IGNORE, BatchOrder, EncodedSplit
 from msr.device import check_precision
 from msr.errors import Paused, TrainingFailed
@@ -37,7 +40,10 @@ class Trainer:
 
     def __init__(self, model: nn.Module, optimizer, scheduler, cfg, device: torch.device):
         self.model, self.optimizer, self.scheduler, self.cfg = model, optimizer, scheduler, cfg
-        self.forward = torch.compile(model) if cfg.compile else model
+        # DDP all-reduces the gradients in the backward pass (its hooks need its own forward)
+        self.forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+            if distributed.world_size() > 1 else model
+        self.forward = torch.compile(self.forward) if cfg.compile else self.forward
         dtype = check_precision(cfg.precision, device)
         self.autocast = partial(torch.autocast, device.type, dtype=dtype, enabled=dtype != torch.float32)
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -60,30 +66,37 @@ class Trainer:
         l2 = sum(p.pow(2).sum() for p in self.penalized)
         return self.cfg.l1 * l1 + self.cfg.l2 * l2
 
-    def step(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def step(self, batches: list[tuple[torch.Tensor, torch.Tensor]], target_tokens: int | None = None) -> torch.Tensor:
         """Returns the step's loss (without penalty) as a tensor: no device sync here.
 
-        Over several micro-batches the loss is the mean over all their target tokens, so
-        accumulating gradients gives the same update as one large batch."""
-        if len(batches) == 1:
-            loss = self.loss(*batches[0])
-            self.scaler.scale(loss).backward()
-            total = loss.detach()
-        else:
+        Over several micro-batches the loss is the mean over all their target tokens
+        (`target_tokens`), so accumulating gradients gives the same update as one large batch. In
+        a data-parallel run the batches are this worker's share of the step's rows and
+        `target_tokens` counts the whole step's: the worker's loss is its part of the global mean
+        (the parts sum to it), and its gradient is scaled by the number of workers because DDP
+        averages gradients over them."""
+        workers = distributed.world_size()
+        if target_tokens is None:
             target_tokens = sum((labels != IGNORE).sum() for _, labels in batches)
-            total = 0.0
-            for inputs, labels in batches:
-                loss = self.loss(inputs, labels, reduction="sum") / target_tokens
+        total = 0.0
+        for i, (inputs, labels) in enumerate(batches):
+            whole = len(batches) == 1 and workers == 1
+            loss = self.loss(inputs, labels) if whole else self.loss(inputs, labels, reduction="sum") / target_tokens
+            total = total + loss.detach()
+            last = i == len(batches) - 1
+            if last and self.penalized:  # one backward pass: DDP reduces gradients once per step
+                loss = loss * workers + self.penalty()
+            elif workers > 1:
+                loss = loss * workers
+            with self.forward.no_sync() if workers > 1 and not last else nullcontext():
                 self.scaler.scale(loss).backward()
-                total = total + loss.detach()
         self.grad_norm = None
-        if self.cfg.skip_nonfinite and not bool(torch.isfinite(total)):  # a sync per step, only when asked
+        if self.cfg.skip_nonfinite and not bool(torch.isfinite(distributed.sum_across(total.clone()))):
+            # a sync per step, only when asked; every worker sees the same global loss
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()  # the schedule stays a function of the step number
             self.skipped += 1
             return torch.zeros_like(total)
-        if self.penalized:
-            self.scaler.scale(self.penalty()).backward()
         if self.cfg.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             self.grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -161,6 +174,30 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def worker_rng() -> dict:
+    """In a data-parallel run, every worker's random streams (by rank) for the checkpoint."""
+    return {"worker_rng": distributed.gather_objects(rng_state())} if distributed.world_size() > 1 else {}
+
+
+def worker_streams(saved: dict | None, seed: int, step: int) -> None:
+    """Each worker's dropout stream: its own saved one on a resume with as many workers (rank 0's
+    is the run's `rng`, already set); else, with several workers, one derived from the run seed,
+    the worker and the step: a fresh run, or a resume with another number of workers, which keeps
+    the global batch order but changes these streams (said once)."""
+    workers, saved_streams = distributed.world_size(), (saved or {}).get("worker_rng")
+    if saved is not None and len(saved_streams or [None]) == workers:
+        if saved_streams:
+            set_rng_state(saved_streams[distributed.rank()])
+        return
+    if saved is not None and distributed.is_main():
+        log.warning("resuming with %d workers where the checkpoint had %d: the batches are the same, the "
+                    "per-worker dropout streams are new", workers, len(saved_streams or [None]))
+    if workers > 1:
+        worker = seed * 1_000_003 + 7_919 * step + distributed.rank()
+        torch.manual_seed(worker)
+        random.seed(worker)
+
+
 @dataclass
 class LoopState:
     """Where the loop stands. `state_dict` is trainer_state.pt's layout (the trainer adds its own
@@ -180,13 +217,15 @@ class LoopState:
 
     def state_dict(self) -> dict:
         return {"step": self.step, "metrics": self.metrics, "tokens": self.tokens, "train_seconds": self.train_seconds,
-                "running_loss": float(self.running_loss), "running_steps": self.running_steps,
+                "running_loss": distributed.total_across(self.running_loss), "running_steps": self.running_steps,
                 "elapsed_seconds": self.elapsed(),
-                "early_stopping": self.early_stopping.state_dict(), "rng": rng_state()}
+                "early_stopping": self.early_stopping.state_dict(), "rng": rng_state(), **worker_rng()}
 
     def load_state_dict(self, state: dict) -> None:
         self.step, self.tokens, self.train_seconds = state["step"], state["tokens"], state["train_seconds"]
-        self.running_loss, self.running_steps = state["running_loss"], state["running_steps"]
+        # each worker holds its share of the running loss (the shares sum to the saved total)
+        self.running_loss = state["running_loss"] / distributed.world_size()
+        self.running_steps = state["running_steps"]
         self.metrics = state["metrics"]
         self.elapsed_before = state.get("elapsed_seconds", 0.0)  # saved by msr since elapsed_seconds exists
         self.early_stopping.load_state_dict(state["early_stopping"])
@@ -231,7 +270,9 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
         trainer.load_state_dict(resume)
         state.load_state_dict(resume)
         log.info("resuming at step %d of %d", state.step, cfg.max_steps)
+    worker_streams(resume, seed, state.step)
     order = BatchOrder(len(train), cfg.batch_size, seed)
+    targets = (train.labels != IGNORE).sum(1).cpu()  # per row, so a step's target tokens need no sync
     sync = torch.cuda.synchronize if train.inputs.is_cuda else (lambda: None)
 
     def checkpoint(name: str) -> None:
@@ -243,7 +284,7 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
         while state.step < cfg.max_steps and not state.stopped_early:
             lr = logged_lr(trainer.optimizer)  # the lr this step gives the body
             trainer.measure_grad_norm = due(state.step + 1, cfg.log_every, cfg.max_steps)
-            optimizer_step(trainer, state, train, order, cfg.grad_accum_steps)
+            optimizer_step(trainer, state, train, targets, order, cfg.grad_accum_steps)
             if due(state.step, cfg.log_every, cfg.max_steps):
                 log_training(state, lr, trainer.grad_norm, log_history, progress)
             evaluated = due(state.step, cfg.eval_every, cfg.max_steps)
@@ -253,25 +294,28 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
                     validate(trainer, val, cfg, state, log_history, checkpoint, language_model, seed)
             periodic = evaluated if not cfg.checkpoint_every else state.step % cfg.checkpoint_every == 0
             paused = state.step == cfg.stop_at
-            if periodic or stop.signal or paused or state.step == cfg.max_steps or state.stopped_early:
+            stopping = distributed.any_across(stop.signal is not None)  # the workers stop at the same step
+            if periodic or stopping or paused or state.step == cfg.max_steps or state.stopped_early:
                 checkpoint("last")  # the end, and any stop, always leave a checkpoint to resume from
-            if stop.signal or paused:
+            if stopping or paused:
                 log.info("stopped at step %d; checkpoints/last holds it", state.step)
-                raise stop_exception(stop.signal) if stop.signal else Paused(state.step)
+                raise stop_exception(stop.signal or signal.SIGTERM) if stopping else Paused(state.step)
     if trainer.skipped:
         log.warning("%d steps were skipped for a non-finite loss", trainer.skipped)
     return summary(state, trainer)
 
 
-def optimizer_step(trainer: Trainer, state: LoopState, train: EncodedSplit, order: BatchOrder,
-                   micro_batches: int) -> None:
-    """One optimizer step over the next `micro_batches` batches of the data order."""
-    batches = []
+def optimizer_step(trainer: Trainer, state: LoopState, train: EncodedSplit, targets: torch.Tensor,
+                   order: BatchOrder, micro_batches: int) -> None:
+    """One optimizer step over the next `micro_batches` batches of the data order (this
+    worker's share of each, in a data-parallel run; `targets` counts each row's target tokens)."""
+    batches, target_tokens = [], 0
     for micro in range(micro_batches):
         index = order(state.step * micro_batches + micro)
         state.tokens += int(train.lengths[index].sum())
-        batches.append(train.batch(index))
-    state.running_loss = state.running_loss + trainer.step(batches)
+        target_tokens += int(targets[index].sum())
+        batches.append(train.batch(distributed.shard(index)))
+    state.running_loss = state.running_loss + trainer.step(batches, target_tokens)
     state.running_steps += 1
     state.step += 1
 
@@ -280,7 +324,7 @@ def log_training(state: LoopState, lr: float, grad_norm: torch.Tensor | None, lo
                  progress: Progress) -> None:
     """The mean training loss since the last log line (and the logged step's gradient norm,
     none when that step was skipped): the one device sync per log interval."""
-    loss = float(state.running_loss) / state.running_steps
+    loss = distributed.total_across(state.running_loss) / state.running_steps
     state.running_loss, state.running_steps = 0.0, 0
     if not math.isfinite(loss):
         raise TrainingFailed(f"the training loss is {loss} at step {state.step}")

@@ -5,6 +5,7 @@ train with checkpoints and resume, then score and summarise the run for metrics.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from dataclasses import asdict
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from msr import distributed
 from msr.config import to_object
 from msr.data import content_fingerprint, load_data
 from msr.data.batching import encode
@@ -42,7 +44,15 @@ def start(dict_cfg):
     """The typed config (validated), every random stream seeded from cfg.seed, and the device."""
     cfg = to_object(dict_cfg)
     seed_everything(cfg.seed)
-    return cfg, resolve_device(cfg.device.type)
+    device = resolve_device(cfg.device.type)
+    if distributed.launched():
+        workers = distributed.world_size()
+        if cfg.trainer.batch_size % workers:
+            raise UserError(f"trainer.batch_size={cfg.trainer.batch_size} is the global batch of a step, shared by "
+                            f"{workers} workers: give a multiple of {workers}")
+        if device.type == "cuda":  # each worker on its own GPU of the machine
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return cfg, device
 
 
 def seed_everything(seed: int) -> None:
@@ -139,9 +149,11 @@ def train_model(model: nn.Module, cfg, dict_cfg, run: RunDir, history: RunLogger
     def save(name: str, state: dict) -> None:
         run.progress["steps"] = state["step"]  # what a resume would go on from
         saved = export() if export is not None else model
-        save_checkpoint(run.checkpoints / name, saved, tokenizer, {**meta, "step": state["step"],
-                        "metrics": state["metrics"]}, state, keep=cfg.trainer.keep_last if name == "last" else 1,
-                        training_model=model if saved is not model else None)
+        if run.writes:  # rank 0; the others wait, so that what they read next (best, at the end) is whole
+            save_checkpoint(run.checkpoints / name, saved, tokenizer, {**meta, "step": state["step"],
+                            "metrics": state["metrics"]}, state, keep=cfg.trainer.keep_last if name == "last" else 1,
+                            training_model=model if saved is not model else None)
+        distributed.barrier()
 
     resume, resumed_from = None, None
     if cfg.resume:
@@ -168,7 +180,8 @@ def test_and_summarize(model: nn.Module, trainer: Trainer, result: dict, data: d
     test = evaluate(model, data["test"], cfg.trainer.eval_batch_size, trainer.autocast)
     log.info("test accuracy %.4f (best checkpoint, step %d); by steps: %s", test["accuracy"],
              result["best_step"], ", ".join(f"{k}: {v:.3f}" for k, v in test["by_steps"].items()))
-    training_predictions(run.path / "predictions.jsonl", model, tokenizer, splits["test"], test, device)
+    if run.writes:
+        training_predictions(run.path / "predictions.jsonl", model, tokenizer, splits["test"], test, device)
     metrics = {
         **result["val"],
         "test/loss": test["loss"],

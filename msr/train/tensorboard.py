@@ -32,7 +32,7 @@ class RunLogger:
         """Open the event file. Where the folder has one already (a resume from step
         `resumed_from`, or a run started again from nothing) the new file purges what the earlier
         ones logged after that step, as history.jsonl drops those records, so no step shows twice."""
-        if not self.tensorboard:
+        if not self.tensorboard or not self.run.writes:
             return
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -72,6 +72,8 @@ class RunLogger:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        if not self.run.writes:
+            return
         from msr.train.curves import write_curves
 
         try:
