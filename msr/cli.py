@@ -181,11 +181,12 @@ def dispatch(argv: list[str] | None) -> None:
             if workers is not None and not launched():  # start the workers, each running this command
                 from msr.launch import launch_workers
 
-                sys.exit(launch_workers([command, *argv[1:], *claim_folder(command, args.overrides, False)], workers))
-            if workers is not None:  # a worker: rank 0 places the run, the others take its folder
+                sys.exit(launch_workers([command, *argv[1:]], workers))
+            if workers is not None:  # a worker: rank 0 (on whichever machine) places the run, the others take its folder
                 from msr.launch import join_run
 
-                placed = join_run(workers, lambda: claim_folder(command, args.overrides, False))
+                placed = join_run(workers, lambda: claim_folder(command, args.overrides, False)
+                                  or [o for o in args.overrides if o.lstrip("+").startswith("hydra.run.dir=")])
             else:
                 placed = claim_folder(command, args.overrides, args.multirun)
             rest = [*rest, *placed]

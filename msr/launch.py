@@ -1,12 +1,13 @@
 """Data-parallel runs: start the workers, give them one run folder, and end the run as one.
 
-`msr train distributed.nproc_per_node=N ...` claims the run folder, then starts N copies of the
-same command through torch.distributed's elastic launcher (the engine behind torchrun), each
-told the folder. A user's own `torchrun ... $(which msr) train ...` starts the copies itself:
-then rank 0 claims the folder and hands it to the others. Either way every worker runs Hydra
-and the command; only rank 0 writes the run's files (msr.runs.RunDir.writes), and a worker
-that fails leaves its error in msr.log and in worker_errors.jsonl, from which rank 0 records
-the run as failed, although the launcher stops it with SIGTERM.
+`msr train distributed.nproc_per_node=N ...` starts N copies of the same command through
+torch.distributed's elastic launcher (the engine behind torchrun); a user's own
+`torchrun ... $(which msr) train ...`, or one `msr train distributed.nnodes=M ...` per machine,
+starts them too. Every worker runs Hydra and the command; rank 0, on whichever machine the
+rendezvous put it, claims the run folder and hands it to the others, and only it writes the
+run's files (msr.runs.RunDir.writes). A worker that fails leaves its error in msr.log and in
+worker_errors.jsonl, from which rank 0 records the run as failed, although the launcher stops
+it with SIGTERM.
 """
 
 from __future__ import annotations

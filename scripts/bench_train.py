@@ -51,7 +51,7 @@ from msr.train.loop import EarlyStopping, LoopState, Trainer, due, log_training,
 from msr.train.progress import Progress
 from msr.train.tensorboard import RunLogger
 from msr.train.optim import build_optimizer, build_scheduler, logged_lr, lr_multiplier
-from benchreport import add_machine_options, models_and_device, report  # scripts/benchreport.py
+from benchreport import MODELS, add_machine_options, models_and_device, report  # scripts/benchreport.py
 
 CHECKED = ("lstm", "transformer")  # the families the --min-ratio requirement applies to
 
@@ -62,11 +62,49 @@ def model_config(name: str):
     return RecurrentConfig(name=name, embedding_size=64, hidden_size=128)  # as conf/model/<name>.yaml
 
 
-def make_split(n: int, T: int, vocab: int, device) -> EncodedSplit:
-    """A data set of n sequences, on the device once, as msr's training loop holds its data."""
+# Larger shapes, as whole language-model workloads (every position supervised): name ->
+# (model config, batch, sequence length, vocabulary). The GPT ones are nanoGPT's Shakespeare
+# (6x6x384, block 256) and bench.py's GPT-2 small (12x12x768, block 1024, batch 12).
+SHAPES = {
+    "gpt-6x384": (TransformerConfig(d_model=384, n_layers=6, n_heads=6, d_ff=1536, max_len=256), 64, 256, 65),
+    "gpt2-small": (TransformerConfig(d_model=768, n_layers=12, n_heads=12, d_ff=3072, max_len=1024), 12, 1024, 50304),
+    "lstm-1024x2": (RecurrentConfig(name="lstm", embedding_size=1024, hidden_size=1024, num_layers=2), 64, 256, 65),
+}
+
+
+def workload(name: str, args) -> tuple:
+    """(model config, batch, sequence length, vocabulary, share of positions supervised)."""
+    if name in SHAPES:
+        return (*SHAPES[name], 1.0)
+    return model_config(name), args.batch_size, args.seq_len, args.vocab, 1 / 3
+
+
+def flops_per_token(model, cfg, seq_len: int) -> float | None:
+    """Training FLOPs per token as nanoGPT's estimate_mfu counts them (PaLM appendix B): 6 per
+    parameter except the position table, plus attention's 12 * layers * width * T. Transformer only."""
+    if not isinstance(cfg, TransformerConfig):
+        return None
+    positions = model.positions.numel() if isinstance(getattr(model, "positions", None), torch.nn.Parameter) else 0
+    return 6 * (count_parameters(model) - positions) + 12 * cfg.n_layers * cfg.d_model * seq_len
+
+
+def peak_flops(device, given: float | None) -> tuple[float, str]:
+    """The FLOP/s MFU divides by: --peak-tflops, else on a CPU what one large fp32 matmul reaches here."""
+    if given:
+        return given * 1e12, f"{given:g} TFLOP/s given"
+    if device.type == "cuda":
+        return 989e12, "989 TFLOP/s, an H100's dense bf16"
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    best = min(timed(lambda: a @ b, 5, device) / 5 for _ in range(5))
+    return 2 * 2048**3 / best, f"{2 * 2048**3 / best / 1e9:.0f} GFLOP/s, this CPU's fp32 matmul"
+
+
+def make_split(n: int, T: int, vocab: int, device, supervised: float = 1 / 3) -> EncodedSplit:
+    """A data set of n sequences, on the device once, as msr's training loop holds its data;
+    the last `supervised` share of positions have labels (like the tasks' answers)."""
     seq = torch.randint(vocab, (n, T + 1))
     labels = seq[:, 1:].clone()
-    labels[:, : T - T // 3] = IGNORE  # like the real data: only the answer is supervised
+    labels[:, : T - round(T * supervised)] = IGNORE
     split = EncodedSplit(seq[:, :-1], labels, torch.full((n,), T), torch.full((n,), -1), 0)
     return split.to(device)
 
@@ -76,14 +114,16 @@ def bare_optimizer(model, opt_cfg, sched_cfg, total_steps):
     params = list(model.parameters())
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": opt_cfg.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=opt_cfg.lr)
+    fused = params[0].is_cuda or None  # nanoGPT's choice: fused AdamW on a GPU
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=opt_cfg.lr, fused=fused)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_multiplier(sched_cfg, s, total_steps))
     return opt, sched
 
 
-def bare_step(model, opt, sched, x, y, clip: float) -> None:
-    logits, _ = model(x)
-    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE)
+def bare_step(model, opt, sched, x, y, clip: float, autocast) -> None:
+    with autocast():
+        logits, _ = model(x)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -104,17 +144,19 @@ def timed(step, steps: int, device) -> float:
 
 def bench(name: str, args, device) -> dict:
     torch.manual_seed(0)
-    model = build_model(model_config(name), args.vocab).to(device)
+    cfg, batch_size, seq_len, vocab, supervised = workload(name, args)
+    model = build_model(cfg, vocab).to(device)
     bare_model = copy.deepcopy(model)  # before any step: same weights (deepcopy keeps tied weights tied)
-    opt_cfg, sched_cfg, trainer_cfg = AdamWConfig(lr=3e-3), CosineConfig(warmup_steps=100), TrainerConfig()
+    opt_cfg, sched_cfg = AdamWConfig(lr=3e-3), CosineConfig(warmup_steps=100)
+    trainer_cfg = TrainerConfig(precision=args.precision)
     total = args.warmup + args.repeats * args.steps
     optimizer = build_optimizer(opt_cfg, model)
     trainer = Trainer(model, optimizer, build_scheduler(sched_cfg, optimizer, total), trainer_cfg, device)
     opt, sched = bare_optimizer(bare_model, opt_cfg, sched_cfg, total)
     model.train()
     bare_model.train()
-    split = make_split(64 * args.batch_size, args.seq_len, args.vocab, device)
-    order, counter = BatchOrder(len(split), args.batch_size, seed=0), itertools.count()
+    split = make_split(64 * batch_size, seq_len, vocab, device, supervised)
+    order, counter = BatchOrder(len(split), batch_size, seed=0), itertools.count()
 
     def msr_step() -> None:
         # what msr's fit() does per step: the step's rows, token count, a trimmed batch, the update
@@ -124,8 +166,9 @@ def bench(name: str, args, device) -> dict:
 
     def bare() -> None:
         # nanoGPT-style get_batch: random rows of the tensors already on the device
-        index = torch.randint(len(split), (args.batch_size,), device=device)
-        bare_step(bare_model, opt, sched, split.inputs[index], split.labels[index], trainer_cfg.grad_clip)
+        index = torch.randint(len(split), (batch_size,), device=device)
+        bare_step(bare_model, opt, sched, split.inputs[index], split.labels[index], trainer_cfg.grad_clip,
+                  trainer.autocast)  # the dtype msr's trainer.precision chose, on both sides
 
     sides = {"msr": msr_step, "bare": bare}
     for step in sides.values():  # allocator, thread pool and kernel caches warm for both sides
@@ -134,9 +177,14 @@ def bench(name: str, args, device) -> dict:
     for r in range(max(args.repeats * args.steps // args.chunk, 1)):
         for side in (("msr", "bare") if r % 2 == 0 else ("bare", "msr")):
             seconds[side].append(timed(sides[side], args.chunk, device))
-    tokens = args.batch_size * args.seq_len * args.chunk
+    tokens = batch_size * seq_len * args.chunk
     speed = {side: tokens / statistics.median(s) for side, s in seconds.items()}
-    return {"name": name, "params": count_parameters(model), **speed, "ratio": speed["msr"] / speed["bare"]}
+    result = {"name": name, "params": count_parameters(model), **speed, "ratio": speed["msr"] / speed["bare"],
+              "shape": f"B{batch_size} T{seq_len}", "precision": str(trainer.autocast.keywords["dtype"]).split(".")[1]
+              if trainer.autocast.keywords["enabled"] else "fp32"}
+    if (flops := flops_per_token(model, cfg, seq_len)) and args.peak:
+        result["msr MFU"] = f"{speed['msr'] * flops / args.peak:.1%}"
+    return result
 
 
 def bench_logging(name: str, args, device, folder) -> dict:
@@ -182,7 +230,11 @@ def bench_logging(name: str, args, device, folder) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", default="lstm,transformer", help="comma list of rnn, gru, lstm, transformer")
+    p.add_argument("--models", default="lstm,transformer",
+                   help=f"comma list of rnn, gru, lstm, transformer (64 x 16 tokens) or {', '.join(SHAPES)}")
+    p.add_argument("--precision", default="auto", help="trainer.precision of both sides (auto, fp32, bf16)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the device's peak for MFU (default: an H100's 989 on CUDA, a measured matmul on CPU)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seq-len", type=int, default=16)
     p.add_argument("--vocab", type=int, default=20)
@@ -196,16 +248,17 @@ def main() -> int:
     add_machine_options(p, 0.98 if logging_cost else 0.9,
                         "least on/off (--tensorboard)" if logging_cost else "least msr/bare for LSTM and Transformer")
     args = p.parse_args()
-    names, device = models_and_device(p, args)
+    names, device = models_and_device(p, args, MODELS if args.tensorboard else (*MODELS, *SHAPES))
     if args.tensorboard:
         return tensorboard_cost(names, args, device)
 
+    args.peak, peak = peak_flops(device, args.peak_tflops)
     results = [bench(name, args, device) for name in names]
-    title = (f"train step, B={args.batch_size} T={args.seq_len} {device.type} "
-             f"threads={torch.get_num_threads()}, median of {args.chunk}-step chunks")
+    title = (f"train step, {device.type} threads={torch.get_num_threads()}, median of {args.chunk}-step chunks; "
+             f"MFU against {peak}")
     rows = [{**r, "bare tok/s": r["bare"], "msr tok/s": r["msr"]} for r in results]
-    return report(title, ("bare tok/s", "msr tok/s", "msr/bare"), rows, 3, CHECKED, args.min_ratio,
-                  f"msr below {args.min_ratio} of the bare loop")
+    return report(title, ("bare tok/s", "msr tok/s", "msr/bare"), rows, 3, CHECKED + tuple(SHAPES), args.min_ratio,
+                  f"msr below {args.min_ratio} of the bare loop", extra=("shape", "precision", "msr MFU"))
 
 
 def tensorboard_cost(names: list[str], args, device) -> int:

@@ -19,10 +19,10 @@ def add_machine_options(p: argparse.ArgumentParser, min_ratio: float, min_ratio_
     p.add_argument("--min-ratio", type=float, default=min_ratio, help=min_ratio_help)
 
 
-def models_and_device(p: argparse.ArgumentParser, args) -> tuple[list[str], torch.device]:
-    """The --models list, checked, and the device, with --threads applied."""
+def models_and_device(p: argparse.ArgumentParser, args, known=MODELS) -> tuple[list[str], torch.device]:
+    """The --models list, checked against `known`, and the device, with --threads applied."""
     names = [m.strip() for m in args.models.split(",") if m.strip()]
-    if bad := [m for m in names if m not in MODELS]:
+    if bad := [m for m in names if m not in known]:
         p.error(f"unknown model(s): {', '.join(bad)}")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -30,15 +30,17 @@ def models_and_device(p: argparse.ArgumentParser, args) -> tuple[list[str], torc
 
 
 def report(title: str, columns: tuple[str, str, str], results: list[dict], digits: int, checked: tuple[str, ...],
-           min_ratio: float, shortfall: str) -> int:
-    """`results` rows hold name, params, the two speeds under columns[0] and columns[1], and ratio."""
+           min_ratio: float, shortfall: str, extra: tuple[str, ...] = ()) -> int:
+    """`results` rows hold name, params, the two speeds under columns[0] and columns[1], and ratio;
+    `extra` names further columns, shown as the rows' strings (blank where a row has none)."""
     first, second, ratio = columns
     table = Table(title=title)
-    for col in ("model", "params", *columns):
+    for col in ("model", "params", *columns, *extra):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in results:
-        table.add_row(r["name"], f"{r['params']:,}", f"{r[first]:,.0f}", f"{r[second]:,.0f}", f"{r['ratio']:.{digits}f}")
-    Console().print(table)
+        table.add_row(r["name"], f"{r['params']:,}", f"{r[first]:,.0f}", f"{r[second]:,.0f}", f"{r['ratio']:.{digits}f}",
+                      *(r.get(col, "") for col in extra))
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     for r in results:
         print(f"RATIO {r['name']} {r['ratio']:.{digits}f}")
     failed = [r["name"] for r in results if r["name"] in checked and r["ratio"] < min_ratio]

@@ -153,6 +153,32 @@ def test_torchrun_started_workers_share_the_folder_rank_0_claims(tmp_path):
     assert read_metrics(run)["status"] == "completed" and len(history(run)) == 8
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_machines_meet_at_the_endpoint_and_write_one_run_folder(tmp_path):
+    """Two `msr train` commands, as two machines of one job would start them (srun on SLURM):
+    they meet at node 0's endpoint, and only node 0's side makes a run folder."""
+    nodes = ["distributed.nnodes=2", f"distributed.rdzv_endpoint=127.0.0.1:{free_port()}", "distributed.rdzv_id=job7"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    machines = [subprocess.Popen([sys.executable, "-m", "msr.cli", "train", *DDP, *nodes, f"distributed.node_rank={n}"],
+                                 cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for n in (1, 0)]
+    for machine in machines:
+        _, err = machine.communicate(timeout=120)
+        assert machine.returncode == 0, err
+    run = the_run(tmp_path)  # one folder, although each machine's command started alone
+    assert read_metrics(run)["status"] == "completed" and len(history(run)) == 8
+    single = msr_process("train", *DDP, "hydra.run.dir=single", cwd=tmp_path)
+    assert read_metrics(run)["metrics"] == pytest.approx(read_metrics(tmp_path / "single")["metrics"], rel=1e-5)
+
+
 def score_shard(rank: int, port: int, split, model, out: Path) -> None:
     import torch.distributed as dist
 
@@ -166,8 +192,6 @@ def score_shard(rank: int, port: int, split, model, out: Path) -> None:
 
 
 def test_sharded_evaluation_equals_one_process(tmp_path):
-    import socket
-
     import torch.multiprocessing as mp
 
     from msr.config import RecurrentConfig
@@ -183,10 +207,7 @@ def test_sharded_evaluation_equals_one_process(tmp_path):
     torch.manual_seed(0)
     model = build_model(RecurrentConfig(name="gru", embedding_size=8, hidden_size=8), tokenizer.vocab_size)
     alone = evaluate(model, split, batch_size=3, rows=torch.tensor([9, 2, 7, 4, 0, 5, 1]))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(score_shard, args=(port, split, model, tmp_path), nprocs=2)
+    mp.spawn(score_shard, args=(free_port(), split, model, tmp_path), nprocs=2)
     for rank in (0, 1):
         shared = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
         assert torch.equal(shared["correct"], alone["correct"]) and shared["by_steps"] == alone["by_steps"]

@@ -75,7 +75,7 @@ def test_event_files_hold_the_history_and_the_hparams_of_the_run(in_tmp):
     assert hparams["optimizer.lr"].number_value == pytest.approx(0.004)
     assert hparams["model.name"].string_value == "gru"
     assert hparams["model.hidden_size"].number_value == 32
-    assert hparams["trainer.precision"].string_value == "fp32"  # an enum, as its value
+    assert hparams["trainer.precision"].string_value == "auto"  # an enum, as its value
     assert "resume" not in hparams
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     assert {m.name.tag for m in experiment.metric_infos} == {f"final/{k}" for k in metrics["metrics"]}

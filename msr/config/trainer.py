@@ -9,6 +9,7 @@ from msr.config.base import Validated, non_negative, positive_ints, require
 
 
 class Precision(str, Enum):
+    auto = "auto"  # what measured fastest for the model on the device: msr.device.auto_precision
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
@@ -42,7 +43,7 @@ class TrainerConfig(Validated):
     # 0: every evaluation scores the whole split
     eval_iters: int = 0
     log_every: int = 50
-    precision: Precision = Precision.fp32
+    precision: Precision = Precision.auto
     compile: bool = False
     checkpoint_every: int = 0  # steps between checkpoints/last; 0: at every evaluation
     keep_last: int = 1  # step checkpoints kept (the newest is checkpoints/last), besides best

@@ -44,7 +44,8 @@ class Trainer:
         self.forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
             if distributed.world_size() > 1 else model
         self.forward = torch.compile(self.forward) if cfg.compile else self.forward
-        dtype = check_precision(cfg.precision, device)
+        dtype = check_precision(cfg.precision, device, model)
+        log.debug("trainer.precision=%s: %s on %s", getattr(cfg.precision, "value", cfg.precision), dtype, device)
         self.autocast = partial(torch.autocast, device.type, dtype=dtype, enabled=dtype != torch.float32)
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.penalized = [p for p in model.parameters() if p.dim() >= 2] if cfg.l1 or cfg.l2 else []
