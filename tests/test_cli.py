@@ -28,7 +28,7 @@ def test_command_help_shows_groups_and_config(capsys):
     assert "optimizer: adadelta, adam, adamw, rmsprop, sgd" in out
     assert "scheduler: constant, cosine, exponential, linear, step" in out
     assert "device: auto, cpu, cuda, mps" in out
-    assert "+experiment: shakespeare_char_cpu, transformer_arith" in out
+    assert "+experiment: shakespeare_char, shakespeare_char_cpu, transformer_arith" in out
     assert "data: arith, chain, files, gsm8k, kinship, listops, logic, scan_jump, scan_length, scan_simple, tinyshakespeare" in out
     assert "max_steps:" in out
 
@@ -62,7 +62,7 @@ def test_cfg_job_prints_the_composed_config(capsys, in_tmp):
         ("model.hidden_size=0", "model.hidden_size=0 is not allowed: must be a positive integer"),
         ("trainer.max_stepz=10", "trainer.max_stepz: no such key; keys here: max_steps,"),
         ("foo=1", "foo: no such key; keys here: seed, model,"),
-        ("trainer.precision=fp8", "trainer.precision: Invalid value 'fp8', expected one of [fp32, bf16, fp16]"),
+        ("trainer.precision=fp8", "trainer.precision: Invalid value 'fp8', expected one of [auto, fp32, bf16, fp16]"),
         ("model=transformer model.n_heads=3", "model.n_heads=3 is not allowed: must divide model.d_model=128"),
         ("optimizer=sgd optimizer.betas=[0.9,0.99]", "optimizer.betas: no such key"),
         ("optimizer.lr=1e-3,3e-3", "optimizer.lr=1e-3,3e-3 is a sweep: add -m"),

@@ -58,6 +58,21 @@ def test_the_nanogpt_cpu_preset_composes(capsys):
     assert "block_size: 64" in out and "n_layers: 4" in out and "batch_size: 12" in out and "max_steps: 2000" in out
 
 
+def test_the_nanogpt_gpu_preset_trains_nanogpts_shape_and_estimates_like_it(in_tmp):
+    """+experiment=shakespeare_char: 6x6x384 at block 256, validation estimated on 200 batches of 64."""
+    data = corpus(in_tmp)
+    (in_tmp / "corpus.txt").write_text("to be or not to be, that is the question.\n" * 200)  # val holds a block
+    assert run_msr("pretrain", "+experiment=shakespeare_char", *data, "trainer.max_steps=2",
+                   "scheduler.warmup_steps=1", "trainer.eval_every=2", "trainer.eval_iters=1",
+                   "trainer.batch_size=2", "logger.tensorboard=false", "hydra.run.dir=run") == 0
+    record = json.loads((in_tmp / "run/metrics.json").read_text())
+    vocab = json.loads((in_tmp / "run/checkpoints/best/meta.json").read_text())["vocab_size"]
+    # 6 blocks of 12 d^2 weights and 13 d biases and gains, the final norm, positions, tied embeddings
+    assert record["parameters"] == 6 * 12 * 384**2 + 6 * 13 * 384 + 2 * 384 + 256 * 384 + vocab * 384
+    config = (in_tmp / "run/.hydra/config.yaml").read_text()
+    assert "eval_iters: 1" in config and "eval_batch_size: 64" in config and "dropout: 0.2" in config
+
+
 def test_a_vocabulary_built_from_a_task_corpus_splits_at_eos():
     """The corpus of a task's inputs joins them with <eos>: "2 =<eos>3 + 1 =" holds the words
     "=" and "3", never "=<eos>3" (which would leave "=" unknown)."""
