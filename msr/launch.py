@@ -25,19 +25,27 @@ WORKER_ERRORS = "worker_errors.jsonl"
 
 def launch_workers(argv: list[str], cfg) -> int:
     """Run `msr <argv>` as cfg.workers workers (this machine's share of them); their exit code."""
+    import os
     import uuid
 
+    # The launcher's connection retries print C++ warnings and stack frames before giving up;
+    # msr says in one line what happened. Read once, when torch loads; the workers get the user's.
+    quiet = "TORCH_CPP_LOG_LEVEL" not in os.environ
+    if quiet:
+        os.environ["TORCH_CPP_LOG_LEVEL"] = "FATAL"
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous.api import RendezvousError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+    if quiet:
+        del os.environ["TORCH_CPP_LOG_LEVEL"]
     logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)  # msr says what happened
     config = LaunchConfig(
         min_nodes=cfg.nnodes, max_nodes=cfg.nnodes, nproc_per_node=cfg.nproc_per_node,
         run_id=cfg.rdzv_id or f"msr-{uuid.uuid4().hex[:12]}", rdzv_backend="c10d",
         rdzv_endpoint=cfg.rdzv_endpoint or "localhost:0",  # one machine: a free port, as torchrun --standalone
-        rdzv_configs={"timeout": cfg.timeout, "join_timeout": cfg.timeout, "is_host": cfg.node_rank == 0},
+        rdzv_configs={"timeout": cfg.timeout, "join_timeout": cfg.timeout, "read_timeout": cfg.timeout, "is_host": cfg.node_rank == 0},
         max_restarts=0, monitor_interval=0.1)
     try:
         elastic_launch(config, sys.executable)("-m", "msr.cli", *argv)
@@ -48,7 +56,7 @@ def launch_workers(argv: list[str], cfg) -> int:
         return 128 + int(sig.sigval)
     except RendezvousError as err:
         raise UserError(f"the workers did not meet at distributed.rdzv_endpoint={config.rdzv_endpoint} within "
-                        f"distributed.timeout={cfg.timeout} s ({str(err).splitlines()[0]}); check the endpoint is "
+                        f"distributed.timeout={cfg.timeout} s ({type(err).__name__}); check the endpoint is "
                         f"node 0's host:port and every machine started") from None
     return 0
 

@@ -179,6 +179,16 @@ def test_two_machines_meet_at_the_endpoint_and_write_one_run_folder(tmp_path):
     assert read_metrics(run)["metrics"] == pytest.approx(read_metrics(tmp_path / "single")["metrics"], rel=1e-5)
 
 
+def test_a_machine_that_finds_no_one_at_the_endpoint_gives_up_in_one_line(tmp_path):
+    alone = ["distributed.nnodes=2", "distributed.node_rank=1", f"distributed.rdzv_endpoint=127.0.0.1:{free_port()}",
+             "distributed.rdzv_id=job7", "distributed.timeout=2"]
+    t0 = time.monotonic()
+    done = msr_process("train", *DDP, *alone, cwd=tmp_path)
+    assert done.returncode == 2 and time.monotonic() - t0 < 60  # the timeout holds: no hang
+    assert done.stderr.count("\n") == 1 and "did not meet at distributed.rdzv_endpoint=127.0.0.1:" in done.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
 def score_shard(rank: int, port: int, split, model, out: Path) -> None:
     import torch.distributed as dist
 
