@@ -25,7 +25,7 @@ def test_command_help_shows_groups_and_config(capsys):
     assert run_msr("train", "--help") == 0
     out = capsys.readouterr().out
     assert "model: gru, lstm, rnn, transformer" in out
-    assert "optimizer: adadelta, adam, adamw, rmsprop, sgd" in out
+    assert "optimizer: adadelta, adam, adamw, muon, rmsprop, sgd" in out
     assert "scheduler: constant, cosine, exponential, linear, step" in out
     assert "device: auto, cpu, cuda, mps" in out
     assert "+experiment: shakespeare_char, shakespeare_char_cpu, transformer_arith" in out

@@ -30,8 +30,8 @@ from msr.config.decode import DecodeConfig, Strategy
 from msr.config.device import DeviceConfig, DeviceType
 from msr.config.finetune import FREEZE, LearningRateScale, LoraConfig, TransferConfig
 from msr.config.model import Positions, RecurrentConfig, TransformerConfig
-from msr.config.optimizer import (AdadeltaConfig, AdamConfig, AdamWConfig, OptimizerConfig, RMSpropConfig,
-                                  SGDConfig)
+from msr.config.optimizer import (AdadeltaConfig, AdamConfig, AdamWConfig, AdjustLR, MuonConfig, OptimizerConfig,
+                                  RMSpropConfig, SGDConfig)
 from msr.config.paths import PathsConfig
 from msr.config.scheduler import (CosineConfig, DecayConfig, ExponentialConfig, LinearConfig, SchedulerConfig,
                                   StepConfig)
@@ -54,6 +54,7 @@ SCHEMAS = {
     "optimizer/adamw": AdamWConfig,
     "optimizer/adadelta": AdadeltaConfig,
     "optimizer/rmsprop": RMSpropConfig,
+    "optimizer/muon": MuonConfig,
     "scheduler/constant": SchedulerConfig,
     "scheduler/cosine": CosineConfig,
     "scheduler/linear": LinearConfig,
