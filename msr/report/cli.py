@@ -18,6 +18,7 @@ from msr.report.aggregate import (apply_filters, choose_metrics, direction, make
                                   resolve_key, sort_groups, varying_keys)
 from msr.report.collect import collect
 from msr.report.paired import compare_with_best
+from msr.report.study import plot_study, read_study, study_markdown
 from msr.report.write import Report, print_report, write_files, write_markdown
 
 
@@ -47,7 +48,7 @@ def comma_list(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
 
 
-def build(args: argparse.Namespace) -> tuple[Report, Path]:
+def build(args: argparse.Namespace) -> tuple[Report, Path, Path | None]:
     replicates = comma_list(args.replicates)
     if args.bootstrap < 1:
         raise UserError(f"--bootstrap {args.bootstrap}: give a number of resamples of at least 1 (default 2000)")
@@ -70,21 +71,25 @@ def build(args: argparse.Namespace) -> tuple[Report, Path]:
     out = Path(args.out) if args.out else sweep if sweep is not None else Path("report")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder for the report's files")
-    return Report(runs, groups, keys, metrics, goal, replicates, comparisons, notes), out
+    return Report(runs, groups, keys, metrics, goal, replicates, comparisons, notes), out, sweep
 
 
 def main(argv: list[str]) -> int:
     from rich.console import Console
 
     args = parser().parse_args(argv)
-    report, out = build(args)
+    report, out, sweep = build(args)
     files = write_files(report, out)
-    plots = []
+    plots, sections = [], []
     if not args.no_plots and report.groups and report.metrics:
         from msr.report.plots import plot_report
 
         plots = plot_report(out, report.groups, report.keys, report.metrics)
-    files.append(write_markdown(report, out, plots))
+    if (study := read_study(sweep)) is not None:  # an Optuna sweep
+        study_plots = [] if args.no_plots else plot_study(out, study)
+        sections.append(study_markdown(study, study_plots))
+        plots += study_plots
+    files.append(write_markdown(report, out, plots, sections))
     console = Console() if sys.stdout.isatty() else Console(width=200)
     print_report(report, console)
     console.print(f"wrote {', '.join(p.name for p in files + plots)} in {out}", markup=False, highlight=False)

@@ -149,8 +149,9 @@ def comparisons_csv(report: Report) -> str:
     return csv_text(header, rows)
 
 
-def report_markdown(report: Report, plots: list[Path]) -> str:
-    """Sections separated by a blank line: the groups, the runs left out, the comparisons, notes, plots."""
+def report_markdown(report: Report, plots: list[Path], extra: list[str] = ()) -> str:
+    """Sections separated by a blank line: the groups, the runs left out, the comparisons, notes,
+    `extra` sections (an Optuna study's), the other plots."""
     sections = [f"# Report\n\n{title(report)}; each metric is the mean ± sample std (ddof 1) over a group's runs.\n\n"
                 + markdown_table(*group_rows(report))]
     if report.left_out:
@@ -163,8 +164,10 @@ def report_markdown(report: Report, plots: list[Path]) -> str:
                         + markdown_table(COMPARISON_HEADER, comparison_rows(report)))
     if report.notes:
         sections.append("".join(f"- {note}\n" for note in report.notes))
-    if plots:
-        sections.append("## Plots\n\n" + "".join(f"![{p.stem}]({p.name})\n" for p in plots))
+    sections += extra
+    shown = "".join(extra)
+    if rest := [p for p in plots if f"({p.name})" not in shown]:
+        sections.append("## Plots\n\n" + "".join(f"![{p.stem}]({p.name})\n" for p in rest))
     return "\n".join(sections)
 
 
@@ -176,7 +179,7 @@ def write_files(report: Report, out: Path) -> list[Path]:
     return [out / name for name in files]
 
 
-def write_markdown(report: Report, out: Path, plots: list[Path]) -> Path:
-    text = report_markdown(report, plots)
+def write_markdown(report: Report, out: Path, plots: list[Path], extra: list[str] = ()) -> Path:
+    text = report_markdown(report, plots, extra)
     atomic_write(out / "report.md", lambda f: f.write(text))
     return out / "report.md"
