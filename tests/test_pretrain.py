@@ -55,7 +55,7 @@ def test_a_block_longer_than_a_split_is_a_clear_error(in_tmp, capsys):
 def test_the_nanogpt_cpu_preset_composes(capsys):
     assert run_msr("pretrain", "+experiment=shakespeare_char_cpu", "--cfg", "job") == 0
     out = capsys.readouterr().out
-    assert "block_size: 64" in out and "n_layers: 4" in out and "batch_size: 12" in out and "max_steps: 2000" in out
+    assert "block_size: 64" in out and "n_layers: 4" in out and "batch_size: 12" in out and "max_steps: 1200" in out
 
 
 def test_the_nanogpt_gpu_preset_trains_nanogpts_shape_and_estimates_like_it(in_tmp):
