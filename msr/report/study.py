@@ -29,15 +29,11 @@ class Study:
 
 
 def importance_evaluator(trials: int):
-    """fANOVA, Optuna's default, where scikit-learn is installed (its random forest), seeded so
-    reports repeat; else PED-ANOVA, which needs nothing more: how differently each parameter is
-    distributed among the best trials (the top quantile, at least 2 of them) than among all."""
-    import importlib.util
-
+    """PED-ANOVA (Optuna 5's default evaluator; fANOVA would need scikit-learn, and another method
+    per environment would give another report): how differently each parameter is distributed
+    among the best trials (the top quantile, at least 2 of them) than among all of them."""
     import optuna
 
-    if importlib.util.find_spec("sklearn") is not None:
-        return "fANOVA", optuna.importance.FanovaImportanceEvaluator(seed=0)
     quantile = min(0.5, max(0.1, 2 / trials))
     return f"PED-ANOVA, top {quantile:.0%}", optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile)
 
