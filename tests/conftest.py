@@ -68,6 +68,18 @@ def in_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.fixture(autouse=True)
+def fresh_joblib_workers():
+    """joblib keeps its worker processes for the next sweep in this process, and they keep the
+    working directory they started in: a later test's sweep would write into an earlier test's
+    folder. A user's sweep is one process, so only tests meet this."""
+    yield
+    executor = sys.modules.get("joblib.externals.loky.reusable_executor")
+    if executor is not None and executor._executor is not None:
+        executor._executor.shutdown(wait=True)
+        executor._executor = None
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = Path(__file__).resolve().parents[2] / "shared" / "data"
