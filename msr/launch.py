@@ -40,7 +40,7 @@ def launch_workers(argv: list[str], cfg) -> int:
 
     if quiet:
         del os.environ["TORCH_CPP_LOG_LEVEL"]
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)  # msr says what happened
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # msr says what happened
     config = LaunchConfig(
         min_nodes=cfg.nnodes, max_nodes=cfg.nnodes, nproc_per_node=cfg.nproc_per_node,
         run_id=cfg.rdzv_id or f"msr-{uuid.uuid4().hex[:12]}", rdzv_backend="c10d",

@@ -179,6 +179,14 @@ def test_two_machines_meet_at_the_endpoint_and_write_one_run_folder(tmp_path):
     assert read_metrics(run)["metrics"] == pytest.approx(read_metrics(tmp_path / "single")["metrics"], rel=1e-5)
 
 
+def test_a_user_error_every_worker_meets_is_said_once(tmp_path):
+    done = msr_process("train", *DDP, *TWO, "model.max_len=4", "hydra.run.dir=run", cwd=tmp_path)  # found with the data
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower() or "exitcode" in line]
+    assert len(errors) == 1 and errors[0].startswith("msr: error: model.max_len=4"), done.stderr  # no launcher lines
+    assert read_metrics(tmp_path / "run")["status"] == "failed"
+
+
 def test_a_machine_that_finds_no_one_at_the_endpoint_gives_up_in_one_line(tmp_path):
     alone = ["distributed.nnodes=2", "distributed.node_rank=1", f"distributed.rdzv_endpoint=127.0.0.1:{free_port()}",
              "distributed.rdzv_id=job7", "distributed.timeout=2"]

@@ -67,7 +67,8 @@ def run_command(command: str, cfg) -> dict:
             record = run.end("failed", reason=str(err))
         worker_failed(run, str(err))
         log.error("msr: error: %s", err, extra=LOG_FILE_ONLY)
-        sys.stderr.write(f"msr: error: {err}\n")
+        if run.writes:  # the other workers of a data-parallel run meet the same error: said once
+            sys.stderr.write(f"msr: error: {err}\n")
         job_failed(cfg, record, run.path, 2 if isinstance(err, UserError) else 1)
     except Pruned as pruned:
         record = run.end("pruned", reason=str(pruned))
