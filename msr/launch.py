@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -25,7 +26,6 @@ WORKER_ERRORS = "worker_errors.jsonl"
 
 def launch_workers(argv: list[str], cfg) -> int:
     """Run `msr <argv>` as cfg.workers workers (this machine's share of them); their exit code."""
-    import os
     import uuid
 
     # The launcher's connection retries print C++ warnings and stack frames before giving up;
@@ -45,7 +45,8 @@ def launch_workers(argv: list[str], cfg) -> int:
         min_nodes=cfg.nnodes, max_nodes=cfg.nnodes, nproc_per_node=cfg.nproc_per_node,
         run_id=cfg.rdzv_id or f"msr-{uuid.uuid4().hex[:12]}", rdzv_backend="c10d",
         rdzv_endpoint=cfg.rdzv_endpoint or "localhost:0",  # one machine: a free port, as torchrun --standalone
-        rdzv_configs={"timeout": cfg.timeout, "join_timeout": cfg.timeout, "read_timeout": cfg.timeout, "is_host": cfg.node_rank == 0},
+        rdzv_configs={"timeout": cfg.timeout, "join_timeout": cfg.timeout, "read_timeout": cfg.timeout,
+                      "is_host": cfg.node_rank == 0},
         max_restarts=0, monitor_interval=0.1)
     try:
         elastic_launch(config, sys.executable)("-m", "msr.cli", *argv)
