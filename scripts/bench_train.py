@@ -198,6 +198,7 @@ def bench_logging(name: str, args, device, folder) -> dict:
     model.train()
     split = make_split(64 * args.batch_size, args.seq_len, args.vocab, device)
     order = BatchOrder(len(split), args.batch_size, seed=0)
+    targets = (split.labels != IGNORE).sum(1).cpu()
 
     def side(on: bool, progress: Progress):
         logger = RunLogger(RunDir(f"{folder}/{name}-{'on' if on else 'off'}", "train", "bench"), tensorboard=on)
@@ -207,7 +208,7 @@ def bench_logging(name: str, args, device, folder) -> dict:
 
         def step() -> None:  # fit's loop body, without evaluation and checkpoints
             trainer.measure_grad_norm = due(state.step + 1, cfg.log_every, total)
-            optimizer_step(trainer, state, split, order, 1)
+            optimizer_step(trainer, state, split, targets, order, 1)
             if due(state.step, cfg.log_every, total):
                 log_training(state, logged_lr(optimizer), trainer.grad_norm, logger, progress)
         return step, logger

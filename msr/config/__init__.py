@@ -26,6 +26,7 @@ from msr.config.commands import (AugmentConfig, DataCommandConfig, EvaluateConfi
 from msr.config.data import (LISTOPS_OPERATORS, ArithConfig, ArithmeticTaskConfig, ChainConfig, DataConfig,
                              FileFormat, FilesConfig, KinshipConfig, ListOpsConfig, LogicConfig, Preprocess,
                              ScanConfig, SplitConfig, TaskConfig, TokenizerKind)
+from msr.config.curriculum import CurriculumConfig, LinearCurriculumConfig, MasteryCurriculumConfig
 from msr.config.decode import DecodeConfig, Strategy
 from msr.config.device import DeviceConfig, DeviceType
 from msr.config.finetune import FREEZE, LearningRateScale, LoraConfig, TransferConfig
@@ -55,6 +56,9 @@ SCHEMAS = {
     "optimizer/adadelta": AdadeltaConfig,
     "optimizer/rmsprop": RMSpropConfig,
     "optimizer/muon": MuonConfig,
+    "curriculum/none": CurriculumConfig,
+    "curriculum/linear": LinearCurriculumConfig,
+    "curriculum/mastery": MasteryCurriculumConfig,
     "scheduler/constant": SchedulerConfig,
     "scheduler/cosine": CosineConfig,
     "scheduler/linear": LinearConfig,

@@ -9,6 +9,7 @@ from omegaconf import MISSING
 
 from msr.config.augment import AugmentOptions
 from msr.config.base import Validated, check_runs, non_negative, require
+from msr.config.curriculum import CurriculumConfig
 from msr.config.data import TaskConfig
 from msr.config.decode import DecodeConfig
 from msr.config.device import DeviceConfig
@@ -34,6 +35,7 @@ class TrainConfig(Validated):
     sweep: SweepConfig = field(default_factory=SweepConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    curriculum: Any = field(default_factory=CurriculumConfig)  # none | linear | mastery: conf/curriculum/
     resume: str = ""  # a run folder to continue from its checkpoints/last, or auto
 
     def check(self, p: str) -> None:
@@ -41,6 +43,9 @@ class TrainConfig(Validated):
             train_size = self.data.train.size
             require(self.trainer.batch_size <= train_size, "trainer.batch_size", self.trainer.batch_size,
                     f"must be at most data.train.size={train_size}")
+            most = self.data.train.max_steps
+            require(self.curriculum.name == "none" or self.curriculum.start <= most, "curriculum.start",
+                    self.curriculum.start, f"must be <= data.train.max_steps={most}, the training split's most steps")
         workers = self.distributed.workers
         require(self.trainer.batch_size % workers == 0, "trainer.batch_size", self.trainer.batch_size,
                 f"is the global batch of a step, shared by {workers} workers: give a multiple of {workers}")
@@ -61,6 +66,8 @@ class PretrainConfig(TrainConfig):
         monitor = self.trainer.early_stopping.monitor
         require(monitor == "val/loss", "trainer.early_stopping.monitor", monitor,
                 "must be val/loss for a language model (no block of text is ever exactly right)")
+        require(self.curriculum.name == "none", "curriculum", self.curriculum.name,
+                "must be none for msr pretrain: a curriculum orders a task's examples by their steps")
 
 
 @dataclass

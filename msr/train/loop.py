@@ -22,10 +22,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from msr import distributed
-from msr.data.batching import IGNORE, BatchOrder, EncodedSplit
+from msr.data.batching import IGNORE, EncodedSplit
 from msr.device import check_precision
 from msr.errors import Paused, TrainingFailed
 from msr.eval.metrics import evaluate
+from msr.train.curriculum import Curriculum
 from msr.train.optim import logged_lr
 from msr.train.progress import Progress
 from msr.train.streams import rng_state, set_rng_state, worker_rng, worker_streams
@@ -219,26 +220,30 @@ def due(step: int, every: int, last: int) -> bool:
 def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int,
         log_history: Callable[[dict], None], save: Callable[[str, dict], None],
         interactive: bool = False, resume: dict | None = None, language_model: bool = False,
-        started: float | None = None) -> dict:
+        started: float | None = None, curriculum=None) -> dict:
     """Train for cfg.max_steps optimizer steps (or until early stopping); returns a summary
     whose validation metrics are those of the best evaluation (the `best` checkpoint).
 
     `resume` is the state a `last` checkpoint saved: training goes on from its step with the
     same optimizer, early-stopping record, random streams and data order, as if never interrupted.
     A `language_model` is validated by next-token accuracy: a whole block is never exactly right.
-    `started` (a time.perf_counter reading) is when the run began, for elapsed_seconds."""
+    `started` (a time.perf_counter reading) is when the run began, for elapsed_seconds;
+    `curriculum` (a curriculum/ config; none by default) which rows the batches come from."""
+    from msr.config.curriculum import CurriculumConfig
+
     state = LoopState(EarlyStopping(cfg.early_stopping), started=started or time.perf_counter())
+    order = Curriculum(curriculum or CurriculumConfig(), train.steps, val.steps, cfg, seed)
     if resume is not None:
         trainer.load_state_dict(resume)
         state.load_state_dict(resume)
+        order.load_state_dict(resume.get("curriculum"))
         log.info("resuming at step %d of %d", state.step, cfg.max_steps)
     worker_streams(resume, seed, state.step)
-    order = BatchOrder(len(train), cfg.batch_size, seed)
     targets = (train.labels != IGNORE).sum(1).cpu()  # per row, so a step's target tokens need no sync
     sync = torch.cuda.synchronize if train.inputs.is_cuda else (lambda: None)
 
     def checkpoint(name: str) -> None:
-        save(name, {**trainer.state_dict(), **state.state_dict()})
+        save(name, {**trainer.state_dict(), **state.state_dict(), "curriculum": order.state_dict()})
 
     trainer.model.train()
     state.start_clock()
@@ -248,12 +253,12 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
             trainer.measure_grad_norm = due(state.step + 1, cfg.log_every, cfg.max_steps)
             optimizer_step(trainer, state, train, targets, order, cfg.grad_accum_steps)
             if due(state.step, cfg.log_every, cfg.max_steps):
-                log_training(state, lr, trainer.grad_norm, log_history, progress)
+                log_training(state, lr, trainer.grad_norm, log_history, progress, order.logged())
             evaluated = due(state.step, cfg.eval_every, cfg.max_steps)
             if evaluated:
                 sync()  # the steps' queued work is training time
                 with state.clock_paused():
-                    validate(trainer, val, cfg, state, log_history, checkpoint, language_model, seed)
+                    validate(trainer, val, cfg, state, log_history, checkpoint, language_model, seed, order)
             periodic = evaluated if not cfg.checkpoint_every else state.step % cfg.checkpoint_every == 0
             paused = state.step == cfg.stop_at
             stopping = distributed.any_across(stop.signal is not None)  # the workers stop at the same step
@@ -268,7 +273,7 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
 
 
 def optimizer_step(trainer: Trainer, state: LoopState, train: EncodedSplit, targets: torch.Tensor,
-                   order: BatchOrder, micro_batches: int) -> None:
+                   order: Callable[[int], torch.Tensor], micro_batches: int) -> None:
     """One optimizer step over the next `micro_batches` batches of the data order (this
     worker's share of each, in a data-parallel run; `targets` counts each row's target tokens)."""
     batches, target_tokens = [], 0
@@ -283,7 +288,7 @@ def optimizer_step(trainer: Trainer, state: LoopState, train: EncodedSplit, targ
 
 
 def log_training(state: LoopState, lr: float, grad_norm: torch.Tensor | None, log_history: Callable[[dict], None],
-                 progress: Progress) -> None:
+                 progress: Progress, extra: dict | None = None) -> None:
     """The mean training loss since the last log line (and the logged step's gradient norm,
     none when that step was skipped): the one device sync per log interval."""
     loss = distributed.total_across(state.running_loss) / state.running_steps
@@ -294,15 +299,18 @@ def log_training(state: LoopState, lr: float, grad_norm: torch.Tensor | None, lo
         speed = state.tokens / max(state.train_seconds, 1e-9)
         norm = {} if grad_norm is None else {"grad_norm": float(grad_norm)}
         log_history({"step": state.step, "train/loss": loss, "lr": lr, **norm, "tokens_per_second": speed,
-                     "elapsed_seconds": state.elapsed()})
+                     **(extra or {}), "elapsed_seconds": state.elapsed()})
         progress.update(state.step, loss, lr, speed)
 
 
 def validation_metrics(model: nn.Module, val: EncodedSplit, cfg, autocast, language_model: bool,
                        rows: torch.Tensor | None = None) -> dict:
     """val/loss and val/accuracy (val/token_accuracy for a language model) on `rows` of `val`."""
+    return metrics_of(evaluate(model, val, cfg.eval_batch_size, autocast, rows), language_model)
+
+
+def metrics_of(result: dict, language_model: bool) -> dict:
     score = "token_accuracy" if language_model else "accuracy"
-    result = evaluate(model, val, cfg.eval_batch_size, autocast, rows)
     return {"val/loss": result["loss"], f"val/{score}": result[score]}
 
 
@@ -317,11 +325,14 @@ def estimate_rows(size: int, cfg, seed: int, step: int) -> torch.Tensor | None:
 
 
 def validate(trainer: Trainer, val: EncodedSplit, cfg, state: LoopState, log_history: Callable[[dict], None],
-             checkpoint: Callable[[str], None], language_model: bool, seed: int) -> None:
+             checkpoint: Callable[[str], None], language_model: bool, seed: int, curriculum: Curriculum) -> None:
     """Evaluate on `val` (or trainer.eval_iters batches of it); keep checkpoints/best when it is the
-    best so far; stop early once early_stopping.patience evaluations brought no improvement."""
+    best so far; stop early once early_stopping.patience evaluations brought no improvement; a
+    mastery curriculum may open its next level."""
     rows = estimate_rows(len(val), cfg, seed, state.step)
-    state.metrics = validation_metrics(trainer.model, val, cfg, trainer.autocast, language_model, rows)
+    result = evaluate(trainer.model, val, cfg.eval_batch_size, trainer.autocast, rows)
+    state.metrics = metrics_of(result, language_model)
+    curriculum.evaluated(result["by_steps"], state.step)
     stopper = state.early_stopping
     improved = stopper.update(state.metrics, state.step)
     log_history({"step": state.step, **state.metrics, "elapsed_seconds": state.elapsed()})

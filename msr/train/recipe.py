@@ -164,7 +164,8 @@ def train_model(model: nn.Module, cfg, dict_cfg, run: RunDir, history: RunLogger
         run.progress["steps"] = resumed_from
     history.open(resumed_from)  # the event file drops the same steps
     result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, history, save,
-                 interactive=interactive(), resume=resume, language_model=objective == "lm", started=run.started)
+                 interactive=interactive(), resume=resume, language_model=objective == "lm", started=run.started,
+                 curriculum=cfg.curriculum)
     load_training_weights(run.checkpoints / "best", model, device)
     if cfg.trainer.eval_iters:  # the evaluations estimated; the best checkpoint is scored on the whole split
         result["val"] = validation_metrics(model, data["val"], cfg.trainer, trainer.autocast, objective == "lm")
