@@ -54,12 +54,12 @@ def test_without_a_curriculum_the_order_is_the_plain_one_over_every_row():
 def test_mastery_advances_one_level_when_the_current_level_reaches_the_threshold():
     curriculum = Curriculum(MasteryCurriculumConfig(start=2, threshold=0.9), STEPS, STEPS, TRAINER, seed=0)
     assert curriculum.level == 2
-    curriculum.evaluated({"1": 1.0, "2": 0.85, "3": 1.0}, step=10)
+    curriculum.evaluated({"by_steps": {"1": 1.0, "2": 0.85, "3": 1.0}}, step=10)
     assert curriculum.level == 2  # level 3's accuracy does not count
-    curriculum.evaluated({"2": 0.9}, step=20)
+    curriculum.evaluated({"by_steps": {"2": 0.9}}, step=20)
     assert curriculum.level == 3
-    curriculum.evaluated({"3": 0.95, "4": 0.0}, step=30)
-    curriculum.evaluated({"4": 1.0}, step=40)
+    curriculum.evaluated({"by_steps": {"3": 0.95, "4": 0.0}}, step=30)
+    curriculum.evaluated({"by_steps": {"4": 1.0}}, step=40)
     assert curriculum.level == 4  # the top level: everything
     assert int(STEPS[curriculum(41)].max()) <= 4
     restored = Curriculum(MasteryCurriculumConfig(start=2), STEPS, STEPS, TRAINER, seed=0)

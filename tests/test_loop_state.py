@@ -19,7 +19,8 @@ from msr.train.optim import build_optimizer, build_scheduler
 
 # trainer_state.pt as runs made before LoopState wrote it: a resume must still read it
 SAVED_KEYS = {"optimizer", "scheduler", "step", "metrics", "tokens", "train_seconds", "running_loss",
-              "running_steps", "early_stopping", "scaler", "skipped", "rng", "elapsed_seconds"}
+              "running_steps", "early_stopping", "scaler", "skipped", "rng", "elapsed_seconds",
+              "curriculum"}
 
 
 def split(rows: int, seed: int = 0) -> EncodedSplit:

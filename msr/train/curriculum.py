@@ -60,12 +60,12 @@ class Curriculum:
             self.orders = {level: (rows, BatchOrder(size, self.batch_size, self.seed))}  # one level at a time
         return self.orders[level]
 
-    def evaluated(self, by_steps: dict[str, float], step: int) -> None:
-        """mastery: one level up once validation accuracy at the current level reaches the threshold
-        (a sampled evaluation without rows at that level decides nothing)."""
+    def evaluated(self, result: dict, step: int) -> None:
+        """mastery: one level up once validation accuracy at the current level (`result["by_steps"]`)
+        reaches the threshold (a sampled evaluation without rows at that level decides nothing)."""
         if self.cfg.name != "mastery" or self.level >= self.top:
             return
-        accuracy = by_steps.get(str(self.level))
+        accuracy = result["by_steps"].get(str(self.level))
         if accuracy is not None and accuracy >= self.cfg.threshold:
             self.move_to(self.level + 1, step)
 

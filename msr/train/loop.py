@@ -332,7 +332,7 @@ def validate(trainer: Trainer, val: EncodedSplit, cfg, state: LoopState, log_his
     rows = estimate_rows(len(val), cfg, seed, state.step)
     result = evaluate(trainer.model, val, cfg.eval_batch_size, trainer.autocast, rows)
     state.metrics = metrics_of(result, language_model)
-    curriculum.evaluated(result["by_steps"], state.step)
+    curriculum.evaluated(result, state.step)
     stopper = state.early_stopping
     improved = stopper.update(state.metrics, state.step)
     log_history({"step": state.step, **state.metrics, "elapsed_seconds": state.elapsed()})
