@@ -27,6 +27,7 @@ COMMANDS = {
     "data": "summarise the composed data set without training; --export writes it as JSONL",
     "reproduce": "rerun a run from its saved config and compare every metric with the original",
     "report": "compare runs and sweeps: mean ± std over seeds, paired tests, CSV/Markdown tables and plots",
+    "compress": "prune and int8-quantize a run's model into a new run folder that evaluate and generate read",
 }
 FLAGS = {"data": {"--export": "export=true"}}  # a command's own flags, as the overrides they mean
 TEXT_KEYS = ("prompt", "data.template")
@@ -50,6 +51,9 @@ EXAMPLES = {
                  "run=RUN decode.strategy=beam decode.beam_size=5",
                  "run=RUN decode.strategy=sample decode.self_consistency=9   majority vote of 9 samples",
                  "run=[RUN_A,RUN_B]   an ensemble"],
+    "compress": ["run=RUN compress.quantize=int8   dynamic int8 Linear/LSTM/GRU layers (CPU)",
+                 "run=RUN compress.prune=0.5 compress.finetune_steps=300   50% magnitude pruning, then recover",
+                 "run=RUN compress.prune=0.5 compress.prune_scope=layer compress.quantize=int8"],
     "generate": ["run=RUN prompt='3 + 4 * 2 ='",
                  "run=RUN prompts_file=prompts.txt decode.strategy=sample decode.num_return_sequences=3"],
 }
@@ -144,6 +148,8 @@ def dispatch(argv: list[str] | None) -> None:
     try:
         if command == "evaluate":
             rest = inherit_data(sweep_jobs(rest))
+        if command == "compress":  # scored on (and fine-tuned with) the run's own data, as evaluate
+            rest = inherit_data(rest)
         if command == "finetune":
             rest = inherit_model(rest)
         multirun = "-m" in rest or "--multirun" in rest

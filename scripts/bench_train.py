@@ -131,6 +131,19 @@ def bare_step(model, opt, sched, x, y, clip: float, autocast) -> None:
     sched.step()
 
 
+def interleaved_seconds(sides: dict, args, device) -> dict[str, list[float]]:
+    """Seconds of each chunk of args.chunk steps per side, the two sides taking turns (and
+    turning the order each round) so that drifting machine load falls on both alike."""
+    for step in sides.values():  # allocator, thread pool and kernel caches warm for both sides
+        timed(step, args.warmup, device)
+    seconds = {side: [] for side in sides}
+    names = list(sides)
+    for r in range(max(args.repeats * args.steps // args.chunk, 1)):
+        for side in (names if r % 2 == 0 else names[::-1]):
+            seconds[side].append(timed(sides[side], args.chunk, device))
+    return seconds
+
+
 def timed(step, steps: int, device) -> float:
     """Seconds for `steps` calls of step()."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -170,13 +183,7 @@ def bench(name: str, args, device) -> dict:
         bare_step(bare_model, opt, sched, split.inputs[index], split.labels[index], trainer_cfg.grad_clip,
                   trainer.autocast)  # the dtype msr's trainer.precision chose, on both sides
 
-    sides = {"msr": msr_step, "bare": bare}
-    for step in sides.values():  # allocator, thread pool and kernel caches warm for both sides
-        timed(step, args.warmup, device)
-    seconds = {side: [] for side in sides}
-    for r in range(max(args.repeats * args.steps // args.chunk, 1)):
-        for side in (("msr", "bare") if r % 2 == 0 else ("bare", "msr")):
-            seconds[side].append(timed(sides[side], args.chunk, device))
+    seconds = interleaved_seconds({"msr": msr_step, "bare": bare}, args, device)
     tokens = batch_size * seq_len * args.chunk
     speed = {side: tokens / statistics.median(s) for side, s in seconds.items()}
     result = {"name": name, "params": count_parameters(model), **speed, "ratio": speed["msr"] / speed["bare"],

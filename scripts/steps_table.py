@@ -124,21 +124,27 @@ def run_job(command: list[str], run_dir: Path) -> tuple[int, float]:
     return proc.returncode, seconds
 
 
+def needs_run(name: str, run_dir: Path) -> bool:
+    """False if run_dir holds a completed run; else clears what a failed or unfinished one left."""
+    if read_metrics(run_dir).get("status") == "completed":
+        print(f"skip {name}: completed run in {run_dir}", flush=True)
+        return False
+    if run_dir.exists():  # a failed, interrupted or unfinished run: msr would refuse the folder
+        shutil.rmtree(run_dir)
+    return True
+
+
 def run_grid(args) -> bool:
     """Run every job of the grid that has no completed run yet; True if all of them succeeded."""
-    todo = []
-    for family, model, scratchpad in grid(args):
-        name = job_name(family, model, scratchpad)
-        run_dir = args.out / name
-        if read_metrics(run_dir).get("status") == "completed":
-            print(f"skip {name}: completed run in {run_dir}", flush=True)
-            continue
-        if run_dir.exists():  # a failed, interrupted or unfinished run: msr would refuse the folder
-            shutil.rmtree(run_dir)
-        todo.append((name, run_dir, job_command(family, model, scratchpad, args)))
+    names = [(job_name(*cell), cell) for cell in grid(args)]
+    todo = [(name, args.out / name, job_command(*cell, args)) for name, cell in names if needs_run(name, args.out / name)]
+    return run_jobs(todo, args.parallel)
 
+
+def run_jobs(todo: list[tuple[str, Path, list[str]]], parallel: int) -> bool:
+    """Run (name, run folder, command) jobs, `parallel` at a time; True if all of them succeeded."""
     ok = True
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=args.parallel)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=parallel)
     try:
         futures = {pool.submit(run_job, command, run_dir): (name, run_dir) for name, run_dir, command in todo}
         for future in concurrent.futures.as_completed(futures):

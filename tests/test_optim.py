@@ -73,3 +73,42 @@ def test_the_logged_lr_stays_the_bodys_after_loading_an_older_optimizer_state():
         group.pop("parts")
     trainer.load_state_dict(state)
     assert logged_lr(trainer.optimizer) == pytest.approx(1e-2)
+
+
+def test_adagrad_gets_its_config_and_takes_the_step_by_hand():
+    from msr.config import AdagradConfig
+
+    cfg = AdagradConfig(lr=0.5, lr_decay=0.25, initial_accumulator_value=3.0, eps=1e-6, weight_decay=0.1)
+    weight = torch.nn.Parameter(torch.tensor([[1.0, -2.0]]))
+    model = torch.nn.Module()
+    model.weight = weight
+    opt = build_optimizer(cfg, model)
+    assert isinstance(opt, torch.optim.Adagrad)
+    assert opt.defaults["lr_decay"] == 0.25 and opt.defaults["initial_accumulator_value"] == 3.0
+    assert opt.defaults["eps"] == 1e-6 and opt.param_groups[0]["weight_decay"] == 0.1  # a matrix: decayed
+    # two steps of loss = sum(w): gradient 1 + weight_decay * w; sum += g^2; w -= lr / (1 + (t-1) lr_decay) g / sqrt(sum)
+    w, acc = [1.0, -2.0], [3.0, 3.0]
+    for t in (1, 2):
+        opt.zero_grad()
+        weight.sum().backward()
+        opt.step()
+        for i in range(2):
+            g = 1 + 0.1 * w[i]
+            acc[i] += g * g
+            w[i] -= 0.5 / (1 + (t - 1) * 0.25) * g / (math.sqrt(acc[i]) + 1e-6)
+    assert weight.detach()[0].tolist() == pytest.approx(w)
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("lr", 0.0, "must be > 0"),
+    ("lr_decay", -0.1, "must be >= 0"),
+    ("initial_accumulator_value", -1.0, "must be >= 0"),
+    ("eps", 0.0, "must be > 0"),
+    ("weight_decay", -0.01, "must be >= 0"),
+])
+def test_adagrad_ranges(key, value, allowed):
+    from msr.config import AdagradConfig
+    from msr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^optimizer.{key}={value!r} is not allowed: {allowed}$"):
+        AdagradConfig(**{key: value}).validate("optimizer.")

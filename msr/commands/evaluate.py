@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 
 from msr.config import check_runs, to_object
+from msr.config.tto import TTOMethod
 from msr.data import load_data
 from msr.data.batching import encode
 from msr.device import resolve_device
 from msr.errors import UserError
-from msr.eval import scores
+from msr.eval import dynamic, scores
 from msr.eval.answers import answer, same
 from msr.eval.inference import load_models
 from msr.eval.metrics import evaluate
@@ -35,7 +36,14 @@ def run(dict_cfg, run: RunDir) -> dict:
     device = resolve_device(cfg.device.type)
     runs = check_runs("run", cfg.run)
     model, tokenizer, meta = load_models(runs, cfg.checkpoint, device)
-    if meta.get("objective") == "lm":
+    tto = cfg.tto.method != TTOMethod.none
+    if tto:
+        dynamic.check_adaptable_model(model, meta)
+    if tto and meta.get("objective") == "lm":  # dynamic evaluation: the split's loss, without and with
+        return {"source_runs": runs, "checkpoint": cfg.checkpoint, **dynamic.evaluate_language_model(
+            model, tokenizer, meta, cfg), "parameters": sum(p.numel() for p in model.parameters()),
+            "device": str(device)}
+    if meta.get("objective") in ("lm", "masked"):
         raise UserError(f"run={runs[0]} is a language model (msr pretrain), never taught to answer, so its exact "
                         f"match would say nothing; its validation loss and perplexity are in its metrics.json. "
                         f"Fine-tune it first: msr finetune init={runs[0]}")
@@ -68,6 +76,10 @@ def run(dict_cfg, run: RunDir) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "device": str(device),
     }
+    if tto:  # test-time training: the same examples, each scored after steps on its own input
+        adapted = dynamic.task_with_tto(model, encoded, cfg, teacher_forced)
+        summary["metrics"].update(adapted["metrics"])
+        summary["tto"] = adapted["tto"]
     write_predictions(run.path / "predictions.jsonl", rows, answers, correct, teacher_forced["logprobs"].tolist(),
                       with_votes=cfg.decode.self_consistency > 1)
     if summary["steps_detail"]:

@@ -3,7 +3,8 @@
 The recipe: take the init run's checkpoint and tokenizer, add the task's new symbols to the
 vocabulary (and rows for them to the model), freeze or wrap the model as finetune.* asks,
 then train and test exactly as `msr train` does. With LoRA the checkpoints hold the merged
-model, so evaluate and generate read a fine-tuned run like any other.
+model, so evaluate and generate read a fine-tuned run like any other. A masked-LM init
+(pretrain.objective=masked) trains as a prefix LM: its meta.json says `attention_mask: prefix`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from msr.runs import RunDir
 from msr.train.checkpoint import load_meta, load_tokenizer
 from msr.train.recipe import (EMPTY_SUMMARY, encode_splits, run_logger, start, task_splits, test_and_summarize,
                               train_model, training_texts)
-from msr.train.transfer import check_architecture, grow_vocabulary, load_pretrained, new_positions, prepare
+from msr.train.transfer import (attention_after, check_architecture, grow_vocabulary, load_pretrained, new_positions,
+                                prepare)
 
 log = logging.getLogger("msr")
 
@@ -39,6 +41,10 @@ def run(dict_cfg, run: RunDir) -> dict:
     tokenizer, new = grow_vocabulary(load_tokenizer(source), training_texts(splits))
     data = encode_splits(splits, tokenizer, cfg, device)
     model = load_pretrained(source, cfg.model, tokenizer.vocab_size, device)
+    attention = attention_after(init)
+    if attention != "causal":
+        model.set_attention(attention, tokenizer.sep_id)
+        log.info("attention: %s (init has the %s objective)", attention, init.get("objective"))
     weights_sha256 = hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest()
     log.info("init: %s (step %s, %s objective, weights sha256 %s)", source, init.get("step"),
              init.get("objective"), weights_sha256[:12])

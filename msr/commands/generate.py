@@ -31,6 +31,10 @@ def run(dict_cfg, run: RunDir) -> dict:
     model, tokenizer, meta = load_models(check_runs("run", cfg.run), cfg.checkpoint, device)
     prompts = [cfg.prompt] if cfg.prompt else [
         line.rstrip("\n") for line in Path(cfg.prompts_file).read_text().splitlines() if line.strip()]
+    if meta.get("objective") == "masked":
+        raise UserError(f"run={cfg.run} is a masked LM (pretrain.objective=masked): it fills in <mask> tokens and "
+                        f"cannot write left to right; fine-tune it first (msr finetune init={cfg.run}): that makes it "
+                        f"a prefix LM, which generates")
     supervised = meta.get("objective", "supervised") == "supervised"
     if supervised:
         ids = task_prompts(tokenizer, prompts, meta.get("config", {}).get("data", {}).get("template", "{input}"))

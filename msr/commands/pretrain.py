@@ -5,6 +5,10 @@ build the vocabulary from its training part, pack each split into blocks of data
 tokens, train as `msr train` does (checkpoints, resume, early stopping on validation loss),
 then report the best checkpoint's validation loss, perplexity and, for characters, bits per
 character. The checkpoint says `objective: lm`, so `msr generate` continues text with it.
+
+With pretrain.objective=masked it is BERT's task instead (msr/train/masking.py): the vocabulary
+gains <mask>, attention is bidirectional, and the loss and token accuracy count the masked
+positions only. The checkpoint says `objective: masked`; `msr finetune` makes it a prefix LM.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from msr.data.tokenizer import TextTokenizer
 from msr.errors import UserError
 from msr.eval.metrics import evaluate
 from msr.runs import RunDir
+from msr.train.masking import Masking, masked_splits
 from msr.train.recipe import check_lengths, finish, new_model, run_logger, start, train_model, training_summary
 
 log = logging.getLogger("msr")
@@ -29,17 +34,25 @@ def run(dict_cfg, run: RunDir) -> dict:
     cfg, device = start(dict_cfg)
     texts = corpus_texts(load_data(cfg.data, cfg.paths))
     tokenizer = TextTokenizer.build([texts["train"]], cfg.data.tokenizer, cfg.data.vocab_size)
+    masked = cfg.pretrain.objective == "masked"
+    if masked:
+        tokenizer = tokenizer.with_mask()
     data = pack_splits(texts, tokenizer, cfg, device)
+    if masked:
+        data = masked_splits(data, Masking.of(tokenizer, cfg.pretrain), cfg.seed)
     model = new_model(cfg, tokenizer, device)
+    if masked:
+        model.set_attention("bidirectional")
     with run_logger(run, cfg) as history:
-        trainer, result = train_model(model, cfg, dict_cfg, run, history, tokenizer, data, device, objective="lm")
+        trainer, result = train_model(model, cfg, dict_cfg, run, history, tokenizer, data, device,
+                                      objective="masked" if masked else "lm")
         losses = {"val": result["val"]["val/loss"]}  # the best evaluation is the best checkpoint's
         if "test" in data:
             losses["test"] = evaluate(model, data["test"], cfg.trainer.eval_batch_size, trainer.autocast)["loss"]
         metrics = {}
         for split, loss in losses.items():
             metrics.update({f"{split}/loss": loss, f"{split}/perplexity": math.exp(min(loss, 50.0))})
-            if cfg.data.tokenizer == "char":
+            if cfg.data.tokenizer == "char" and not masked:  # a masked LM's loss is not a code length
                 metrics[f"{split}/bits_per_character"] = loss / math.log(2)
         log.info("best checkpoint (step %d): %s", result["best_step"],
                  ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))

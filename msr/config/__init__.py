@@ -24,15 +24,16 @@ from msr.config.base import (Validated, check_runs, fraction, non_negative, posi
 from msr.config.commands import (AugmentConfig, DataCommandConfig, EvaluateConfig, FinetuneConfig,
                                  GenerateConfig, PretrainConfig, TrainConfig)
 from msr.config.data import (LISTOPS_OPERATORS, ArithConfig, ArithmeticTaskConfig, ChainConfig, DataConfig,
-                             FileFormat, FilesConfig, KinshipConfig, ListOpsConfig, LogicConfig, Preprocess,
-                             ScanConfig, SplitConfig, TaskConfig, TokenizerKind)
+                             FileFormat, FilesConfig, KinshipConfig, ListOpsConfig, LogicConfig, MixtureConfig,
+                             Preprocess, ScanConfig, SplitConfig, TaskConfig, TokenizerKind)
+from msr.config.compress import CompressConfig, CompressOptions, Quantize
 from msr.config.curriculum import CurriculumConfig, LinearCurriculumConfig, MasteryCurriculumConfig
 from msr.config.decode import DecodeConfig, Strategy
 from msr.config.device import DeviceConfig, DeviceType
 from msr.config.finetune import FREEZE, LearningRateScale, LoraConfig, TransferConfig
 from msr.config.model import Positions, RecurrentConfig, TransformerConfig
-from msr.config.optimizer import (AdadeltaConfig, AdamConfig, AdamWConfig, AdjustLR, MuonConfig, OptimizerConfig,
-                                  RMSpropConfig, SGDConfig)
+from msr.config.optimizer import (AdadeltaConfig, AdagradConfig, AdamConfig, AdamWConfig, AdjustLR, MuonConfig,
+                                  OptimizerConfig, RMSpropConfig, SGDConfig)
 from msr.config.paths import PathsConfig
 from msr.config.scheduler import (CosineConfig, DecayConfig, ExponentialConfig, LinearConfig, SchedulerConfig,
                                   StepConfig)
@@ -48,6 +49,7 @@ SCHEMAS = {
     "augment": AugmentConfig,
     "evaluate": EvaluateConfig,
     "generate": GenerateConfig,
+    "compress": CompressConfig,
     "model/recurrent": RecurrentConfig,
     "model/transformer": TransformerConfig,
     "optimizer/sgd": SGDConfig,
@@ -55,6 +57,7 @@ SCHEMAS = {
     "optimizer/adamw": AdamWConfig,
     "optimizer/adadelta": AdadeltaConfig,
     "optimizer/rmsprop": RMSpropConfig,
+    "optimizer/adagrad": AdagradConfig,
     "optimizer/muon": MuonConfig,
     "curriculum/none": CurriculumConfig,
     "curriculum/linear": LinearCurriculumConfig,
@@ -69,6 +72,7 @@ SCHEMAS = {
     "data/listops": ListOpsConfig,
     "data/logic": LogicConfig,
     "data/kinship": KinshipConfig,
+    "data/mixture": MixtureConfig,
     "data/files": FilesConfig,
     "data/scan": ScanConfig,
     "device/device": DeviceConfig,

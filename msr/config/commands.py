@@ -13,13 +13,16 @@ from msr.config.curriculum import CurriculumConfig
 from msr.config.data import TaskConfig
 from msr.config.decode import DecodeConfig
 from msr.config.device import DeviceConfig
+from msr.config.distill import DistillConfig
 from msr.config.distributed import DistributedConfig
 from msr.config.finetune import TransferConfig
 from msr.config.logger import LoggerConfig
 from msr.config.model import TransformerConfig
 from msr.config.paths import PathsConfig
+from msr.config.pretrain import PretrainOptions
 from msr.config.sweep import SweepConfig
 from msr.config.trainer import TrainerConfig
+from msr.config.tto import TTOConfig, TTOMethod, check_adaptable
 
 
 @dataclass
@@ -37,6 +40,7 @@ class TrainConfig(Validated):
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     curriculum: Any = field(default_factory=CurriculumConfig)  # none | linear | mastery: conf/curriculum/
     resume: str = ""  # a run folder to continue from its checkpoints/last, or auto
+    distill: DistillConfig = field(default_factory=DistillConfig)  # teacher= a run: its soft targets
 
     def check(self, p: str) -> None:
         if isinstance(self.data, TaskConfig):
@@ -47,6 +51,8 @@ class TrainConfig(Validated):
             require(self.curriculum.name == "none" or self.curriculum.start <= most, "curriculum.start",
                     self.curriculum.start, f"must be <= data.train.max_steps={most}, the training split's most steps")
         workers = self.distributed.workers
+        self.trainer.adversarial.check_against(self.data, workers)
+        self.distill.check_teacher(self.data, type(self).__name__.removesuffix("Config").lower())
         require(self.trainer.batch_size % workers == 0, "trainer.batch_size", self.trainer.batch_size,
                 f"is the global batch of a step, shared by {workers} workers: give a multiple of {workers}")
         warmup, steps = self.scheduler.warmup_steps, self.trainer.max_steps
@@ -57,9 +63,10 @@ class TrainConfig(Validated):
 
 @dataclass
 class PretrainConfig(TrainConfig):
-    """`msr pretrain`: next-token language modelling on a corpus (or a task's inputs)."""
+    """`msr pretrain`: language modelling on a corpus (or a task's inputs): next-token, or masked."""
 
     sweep: SweepConfig = field(default_factory=lambda: SweepConfig(objective="val/loss", direction="minimize"))
+    pretrain: PretrainOptions = field(default_factory=PretrainOptions)  # objective: causal | masked
 
     def check(self, p: str) -> None:
         super().check(p)
@@ -68,6 +75,16 @@ class PretrainConfig(TrainConfig):
                 "must be val/loss for a language model (no block of text is ever exactly right)")
         require(self.curriculum.name == "none", "curriculum", self.curriculum.name,
                 "must be none for msr pretrain: a curriculum orders a task's examples by their steps")
+        adversarial = self.trainer.adversarial
+        require(not adversarial.refresh_every and not adversarial.robust_test, "trainer.adversarial.refresh_every",
+                adversarial.refresh_every, "must be 0 for msr pretrain (and robust_test false): the search looks "
+                "for rewrites that change a model's answer, and a language model answers nothing")
+        if self.pretrain.objective == "masked":
+            require(isinstance(self.model, TransformerConfig), "pretrain.objective", "masked",
+                    f"needs model=transformer: model={self.model.name} reads left to right and cannot attend both ways")
+            require(self.model.positions != "none",
+                    "model.positions", "none", "cannot tell order without a causal mask: with "
+                    "pretrain.objective=masked choose learned, sinusoidal, rope or alibi")
 
 
 @dataclass
@@ -102,12 +119,15 @@ class EvaluateConfig(Validated):
     device: DeviceConfig = field(default_factory=DeviceConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     sweep: SweepConfig = field(default_factory=lambda: SweepConfig(objective="test/accuracy"))
+    tto: TTOConfig = field(default_factory=TTOConfig)  # test-time optimisation: tto.method=dynamic
 
     def check(self, p: str) -> None:
-        check_runs("run", self.run)
+        runs = check_runs("run", self.run)
         require(self.checkpoint in ("best", "last"), "checkpoint", self.checkpoint, "one of best, last")
         require(self.split in ("train", "val", "test"), "split", self.split, "one of train, val, test")
         non_negative("limit", self.limit)
+        if self.tto.method != TTOMethod.none:
+            check_adaptable(runs, self.checkpoint)
 
 
 @dataclass

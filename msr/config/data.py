@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import List
 
@@ -31,15 +31,31 @@ class DataConfig(Validated):
     vocab_size: int = 2000  # bpe only: merges stop at this many tokens
     block_size: int = 256  # msr pretrain: tokens per packed training sequence
     block_stride: int = 0  # msr pretrain: tokens between training blocks' starts; 0: block_size (no overlap)
+    folds: int = 0  # k-fold cross-validation: K >= 2 cuts the training split into K folds by input; 0: off
+    fold: int = 0  # with data.folds=K: this fold of train is the val split (msr/data/folds.py)
 
     def check(self, p: str) -> None:
         positive_ints(self, p, "block_size")
         non_negative(p + "block_stride", self.block_stride)
+        self.check_folds(p)
         fields_used = {f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None}
         require(fields_used == {"input"}, p + "template", self.template,
                 "a text with {input} and no other {field}, e.g. 'Question: {input} Answer:'")
         require(self.vocab_size >= 300, p + "vocab_size", self.vocab_size,
                 "must be >= 300 (256 bytes plus special tokens and merges)")
+
+    def check_folds(self, p: str) -> None:
+        require(self.folds == 0 or self.folds >= 2, p + "folds", self.folds,
+                "must be >= 2 (each fold in turn is the val split; one fold would leave no training data), "
+                "or 0 for no folds")
+        if self.folds == 0:
+            require(self.fold == 0, p + "fold", self.fold, f"a fold needs {p}folds=K (K >= 2) beside it")
+            return
+        require(0 <= self.fold < self.folds, p + "fold", self.fold,
+                f"must be in [0, {self.folds - 1}] with {p}folds={self.folds}; "
+                f"all of them: -m {p}fold=range({self.folds})")
+        require(not getattr(self, "is_corpus", False), p + "folds", self.folds,
+                "a text corpus has no examples to fold: use data with input/target pairs, or data.folds=0")
 
 
 @dataclass
@@ -233,3 +249,92 @@ class ListOpsConfig(TaskConfig):
                 list(self.operators), f"a non-empty list drawn from {list(LISTOPS_OPERATORS)}")
         require(self.max_arity >= 2, p + "max_arity", self.max_arity, "must be >= 2")
         fraction(p + "subtree_prob", self.subtree_prob)
+
+
+@dataclass
+class MixtureSplitConfig(Validated):
+    size: int = 1000  # rows of this split, shared out among the tasks by weight
+
+    def check(self, p: str) -> None:
+        positive_ints(self, p, "size")
+
+
+MIXABLE = ("arith", "chain", "listops", "logic", "kinship")  # MixtureConfig's task fields
+# the mixture's own keys that decide how its tasks' examples look: set once for the whole mixture
+MIXTURE_WIDE = ("template", "scratchpad", "tokenizer", "vocab_size", "block_size", "block_stride", "folds", "fold")
+
+
+@dataclass
+class MixtureConfig(DataConfig):
+    """Built-in tasks drawn together into one data set with one vocabulary: each task keeps its own
+    settings under its name (data.arith.train.max_steps=6), and each split of the mixture gives
+    the tasks rows in proportion to their weights (largest remainder: exact, reproducible counts).
+    Every row carries its `task`; metrics.json then holds accuracy_by_task and accuracy_by_task_steps."""
+
+    name: str = "mixture"
+    tasks: List[str] = field(default_factory=lambda: ["arith", "logic", "kinship"])
+    weights: List[float] = field(default_factory=list)  # one per task; empty: equal weights
+    seed: int = 1234  # interleaves the tasks' rows within each split
+    train: MixtureSplitConfig = field(default_factory=lambda: MixtureSplitConfig(size=20000))
+    val: MixtureSplitConfig = field(default_factory=lambda: MixtureSplitConfig(size=300))
+    test: MixtureSplitConfig = field(default_factory=lambda: MixtureSplitConfig(size=600))
+    # one field per built-in task, named as the task: only those in `tasks` are drawn
+    arith: ArithConfig = field(default_factory=ArithConfig)
+    chain: ChainConfig = field(default_factory=ChainConfig)
+    listops: ListOpsConfig = field(default_factory=ListOpsConfig)
+    logic: LogicConfig = field(default_factory=LogicConfig)
+    kinship: KinshipConfig = field(default_factory=KinshipConfig)
+
+    def task_weights(self) -> list[float]:
+        return list(self.weights) if self.weights else [1.0] * len(self.tasks)
+
+    def rows(self, split: str) -> dict[str, int]:
+        """Each task's rows in `split`: size * weight / sum(weights), rounded by largest remainder
+        (floors first, then one more row each to the largest fractions, ties to the earlier task),
+        so the counts add up to the split's size exactly. Tasks of weight 0 get none."""
+        size, weights = getattr(self, split).size, self.task_weights()
+        exact = [size * w / sum(weights) for w in weights]
+        counts = [int(x) for x in exact]
+        by_remainder = sorted(range(len(exact)), key=lambda i: (counts[i] - exact[i], i))
+        for i in by_remainder[: size - sum(counts)]:
+            counts[i] += 1
+        return dict(zip(self.tasks, counts))
+
+    def check(self, p: str) -> None:
+        super().check(p)
+        self.check_name(p)
+        known = ", ".join(MIXABLE)
+        require(len(self.tasks) > 0, p + "tasks", list(self.tasks), f"name at least one task of: {known}")
+        for task in self.tasks:
+            require(task in MIXABLE, p + "tasks", list(self.tasks), f"{task!r} is not a built-in task; known: {known}")
+            require(list(self.tasks).count(task) == 1, p + "tasks", list(self.tasks),
+                    f"{task!r} is named twice; name each task once and give it more weight in {p}weights")
+        require(not self.weights or len(self.weights) == len(self.tasks), p + "weights", list(self.weights),
+                f"give one weight per task of {p}tasks={list(self.tasks)} ({len(self.tasks)}), "
+                "or none for equal weights")
+        require(all(w >= 0 for w in self.weights), p + "weights", list(self.weights), "weights must be >= 0")
+        require(sum(self.task_weights()) > 0, p + "weights", list(self.weights), "at least one weight must be > 0")
+        for task in MIXABLE:
+            self.check_task(p, task)
+        for split in ("train", "val", "test"):
+            starved = [t for (t, n), w in zip(self.rows(split).items(), self.task_weights()) if n == 0 and w > 0]
+            require(not starved, f"{p}{split}.size", getattr(self, split).size,
+                    f"too few rows to give {', '.join(starved)} any at {p}weights={self.task_weights()}; raise it")
+
+    def check_task(self, p: str, task: str) -> None:
+        """A task's own keys may change only what it generates: sizes come from the mixture's
+        splits and weights, presentation from the mixture's own keys; a task not drawn is left alone."""
+        mine, default = asdict(getattr(self, task)), asdict(type(getattr(self, task))())
+        if task not in self.tasks:
+            for key in (k for k in mine if mine[k] != default[k]):
+                raise ConfigError(f"{p}{task}.{key}", mine[key], f"{task} is not in {p}tasks={list(self.tasks)}: "
+                                  "add it there, or leave its keys alone")
+            return
+        for split in ("train", "val", "test"):
+            size = mine[split]["size"]
+            require(size == default[split]["size"], f"{p}{task}.{split}.size", size,
+                    f"a mixture shares {p}{split}.size out among its tasks by {p}weights: set those instead")
+        for key in MIXTURE_WIDE:
+            require(mine[key] == default[key], f"{p}{task}.{key}", mine[key],
+                    f"one vocabulary and presentation for the whole mixture: set {p}{key} instead")
+

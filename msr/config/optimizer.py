@@ -91,6 +91,22 @@ class RMSpropConfig(OptimizerConfig):
         fraction(p + "momentum", self.momentum)
 
 
+@dataclass
+class AdagradConfig(OptimizerConfig):
+    """Adagrad (Duchi et al., 2011): each parameter's step shrinks with its summed squared gradients."""
+    name: str = "adagrad"
+    lr: float = 1e-2  # torch's default: the accumulator shrinks steps, so it starts larger than Adam's
+    lr_decay: float = 0.0  # step t uses lr / (1 + (t - 1) lr_decay)
+    initial_accumulator_value: float = 0.0  # > 0 damps the first steps' size
+    eps: float = 1e-10
+
+    def check(self, p: str) -> None:
+        super().check(p)
+        non_negative(p + "lr_decay", self.lr_decay)
+        non_negative(p + "initial_accumulator_value", self.initial_accumulator_value)
+        positive(p + "eps", self.eps)
+
+
 class AdjustLR(str, Enum):
     """How torch's Muon scales optimizer.lr by a matrix's shape (an orthogonal update's size
     depends on it)."""

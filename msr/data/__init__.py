@@ -48,13 +48,17 @@ def load_data(cfg, paths, exclude: set[str] | None = None, split: str = "test") 
     """Every split of the data; with `exclude` (inputs a model has seen), only the held-out
     `split`, none of whose inputs is in `exclude`: a task draws it anew around them (exactly the
     split it always draws when none of them would have been drawn), files leave them out."""
-    from msr.config import TaskConfig
+    from msr.config import MixtureConfig, TaskConfig
 
     quiet_datasets()
 
     cache = Path(paths.cache).expanduser()
     excluded = 0
-    if isinstance(cfg, TaskConfig) and exclude is not None:
+    if isinstance(cfg, MixtureConfig):
+        from msr.data.mixture import load_mixture
+
+        raw, excluded = load_mixture(cfg, cache, exclude, split)
+    elif isinstance(cfg, TaskConfig) and exclude is not None:
         from msr.data.splits import draw
 
         drawn = draw(cfg, exclude, until=split)
@@ -67,12 +71,17 @@ def load_data(cfg, paths, exclude: set[str] | None = None, split: str = "test") 
         from msr.data.files import load_files
 
         raw = load_files(cfg, cache)
-        if exclude is not None and not getattr(cfg, "is_corpus", False) and split in raw:
-            kept = [r for r in raw[split] if r["input"] not in exclude]
-            raw, excluded = {split: kept}, len(raw[split]) - len(kept)
-            if not kept:
-                raise UserError(f"data {cfg.name}: every {split} example is an input the evaluated run(s) "
-                                f"trained on; evaluate on other data")
+    if cfg.folds and "train" in raw:  # not for a task's held-out split drawn anew around `exclude`
+        from msr.data.folds import fold_splits
+
+        raw = fold_splits(raw, cfg)
+    files = not isinstance(cfg, (MixtureConfig, TaskConfig))  # filtered here, after folding: val may be a fold
+    if files and exclude is not None and not getattr(cfg, "is_corpus", False) and split in raw:
+        kept = [r for r in raw[split] if r["input"] not in exclude]
+        raw, excluded = {split: kept}, len(raw[split]) - len(kept)
+        if not kept:
+            raise UserError(f"data {cfg.name}: every {split} example is an input the evaluated run(s) "
+                            f"trained on; evaluate on other data")
     if getattr(cfg, "is_corpus", False):
         return DataSplits(cfg.name, raw, corpus=True, raw=raw)
     data = DataSplits(cfg.name, {name: present(rows, cfg) for name, rows in raw.items()}, raw=raw, excluded=excluded)

@@ -187,7 +187,8 @@ def carve(data: dict[str, list[dict]], cfg) -> dict[str, list[dict]]:
     """Val and test taken from a seeded shuffle of train where no file gives them."""
     import random
 
-    missing = [split for split in ("val", "test") if split not in data]
+    # under data.folds a fold of train is the val split (msr/data/folds.py): none is carved
+    missing = [split for split in ("val", "test") if split not in data and not (split == "val" and cfg.folds)]
     if not missing:
         return data
     total = len(data["train"])

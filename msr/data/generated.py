@@ -23,7 +23,10 @@ from msr.data.tasks import TASKS
 
 log = logging.getLogger("msr")
 
-PRESENTATION_KEYS = ("template", "scratchpad", "tokenizer", "vocab_size", "block_size", "block_stride")
+# keys applied to the generated splits, not part of generating them: every setting of them shares one
+# cache entry (the folds of a cross-validation too: msr/data/folds.py cuts them from the cached train)
+PRESENTATION_KEYS = ("template", "scratchpad", "tokenizer", "vocab_size", "block_size", "block_stride",
+                     "folds", "fold")
 
 
 def fingerprint(cfg) -> str:

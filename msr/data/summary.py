@@ -40,6 +40,8 @@ def task_split(rows: list[dict], tokenizer: TextTokenizer, labels: bool) -> dict
     }
     if labels:
         summary["labels"] = dict(Counter(r["target"] for r in rows).most_common())
+    if rows and "task" in rows[0]:  # a mixture: how many rows each task has
+        summary["tasks"] = dict(sorted(Counter(r["task"] for r in rows).items()))
     return summary
 
 

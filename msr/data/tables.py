@@ -33,11 +33,12 @@ def show(name: str, data, summary: dict, examples: int) -> None:
     counts_table("steps", "steps histogram: examples / distinct inputs", splits, out,
                  distinct="distinct_inputs_by_steps")
     counts_table("labels", "labels (share of split)", splits, out, share=True)
+    counts_table("tasks", "tasks (examples)", splits, out)
     overlap = ", ".join(f"{pair.replace('/', ' in ')}: {n}" for pair, n in summary["overlap"].items())
     out.print(f"overlap of inputs between splits: {overlap or 'nothing to compare'}")
     for split, rows in data.splits.items():
         for r in rows[:examples]:
-            steps = f" [dim](steps {r['steps']})[/]" if "steps" in r else ""
+            steps = f" [dim]({r['task'] + ', ' if 'task' in r else ''}steps {r['steps']})[/]" if "steps" in r else ""
             out.print(f"[bold]{split}[/]{steps} " + escape(f"{r['input']!r} -> {r['target']!r}"), highlight=False)
 
 

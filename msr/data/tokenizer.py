@@ -18,7 +18,8 @@ from msr.errors import UserError
 
 PAD, UNK, SEP, EOS = "<pad>", "<unk>", "<sep>", "<eos>"
 SPECIALS = (PAD, UNK, SEP, EOS)
-SPECIAL = re.compile("|".join(map(re.escape, SPECIALS)))
+MASK = "<mask>"  # only in the vocabularies of masked-LM pretraining (and what is fine-tuned from them)
+SPECIAL = re.compile("|".join(map(re.escape, (*SPECIALS, MASK))))
 
 
 class TextTokenizer:
@@ -27,6 +28,7 @@ class TextTokenizer:
         self.pad_id, self.unk_id, self.sep_id, self.eos_id = (tokenizer.token_to_id(t) for t in SPECIALS)
         if None in (self.pad_id, self.unk_id, self.sep_id, self.eos_id):
             raise ValueError(f"tokenizer lacks one of the special tokens {SPECIALS}")
+        self.mask_id = tokenizer.token_to_id(MASK)  # None unless with_mask() added it
 
     @classmethod
     def build(cls, texts: Iterable[str], kind: str = "word", vocab_size: int = 2000) -> "TextTokenizer":
@@ -79,8 +81,21 @@ class TextTokenizer:
         extended.pre_tokenizer = split
         if self.tokenizer.decoder is not None:
             extended.decoder = self.tokenizer.decoder
-        extended.add_special_tokens(list(SPECIALS))
+        extended.add_special_tokens([*SPECIALS, *([MASK] if self.mask_id is not None else [])])
         return TextTokenizer(extended), new
+
+    def with_mask(self) -> "TextTokenizer":
+        """This vocabulary with <mask> appended (masked-LM pretraining): every other id unchanged."""
+        if self.mask_id is not None:
+            return self
+        tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
+        tokenizer.add_special_tokens([MASK])
+        return TextTokenizer(tokenizer)
+
+    def special_ids(self) -> list[int]:
+        """The ids that are not text: <pad>, <unk>, <sep>, <eos> and, where there is one, <mask>."""
+        ids = [self.pad_id, self.unk_id, self.sep_id, self.eos_id]
+        return ids + ([self.mask_id] if self.mask_id is not None else [])
 
     def to_str(self) -> str:
         return self.tokenizer.to_str()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from msr.compress.quantize import rebuild
 from msr.errors import UserError
 from msr.runs import checkpoint_dir
-from msr.train.checkpoint import load_meta, load_tokenizer, load_weights
+from msr.train.checkpoint import load_meta, load_tokenizer, load_weights, read_weights
 
 
 def load_checkpoint(directory: Path, device):
@@ -22,7 +23,10 @@ def load_checkpoint(directory: Path, device):
         raise UserError(f"{directory}/meta.json names no model msr knows ({saved.get('name')!r})")
     try:
         model = build_model(schema(**saved), meta["vocab_size"]).to(device)
-        load_weights(directory, model, device)
+        if "quantized" in meta:  # msr compress: int8 layers rebuilt from their stored weights and scales
+            rebuild(model, read_weights(directory / "model.safetensors"), meta["quantized"]["layers"], device)
+        else:
+            load_weights(directory, model, device)
     except (TypeError, ValueError, RuntimeError) as err:
         raise UserError(f"{directory}: the weights do not fit the {saved['name']} model its meta.json "
                         f"describes ({str(err).splitlines()[0]})") from None
@@ -31,6 +35,8 @@ def load_checkpoint(directory: Path, device):
     if tokenizer.vocab_size != meta["vocab_size"]:
         raise UserError(f"{directory}: tokenizer.json has {tokenizer.vocab_size} tokens but the weights were "
                         f"trained for {meta['vocab_size']}; the files come from different runs")
+    if meta.get("attention_mask", "causal") != "causal":  # a prefix LM (or a masked LM) reads as it trained
+        model.set_attention(meta["attention_mask"], tokenizer.sep_id)
     return model, tokenizer, meta
 
 

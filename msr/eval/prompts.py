@@ -23,7 +23,7 @@ def task_prompts(tokenizer, inputs: list[str], template: str = "{input}") -> lis
 
 def not_text(tokenizer) -> tuple[int, ...]:
     """The special tokens decoding must never write: of them, only <eos> is part of an answer."""
-    return tokenizer.pad_id, tokenizer.unk_id, tokenizer.sep_id
+    return tuple(i for i in tokenizer.special_ids() if i != tokenizer.eos_id)
 
 
 def check_fits(encoded, limit: int | None, split: str) -> None:

@@ -14,6 +14,7 @@ from msr.data import ANSWER_MARK, answer_of
 from msr.data.summary import MAX_LABELS
 from msr.eval import scores
 from msr.eval.answers import Answers, answer
+from msr.eval.by_task import task_breakdown
 from msr.runs import atomic_write
 
 log = logging.getLogger("msr")
@@ -54,6 +55,7 @@ def build_report(split: str, rows: list[dict], predictions, correct: list[bool],
         "accuracy_by_steps": {k: v["accuracy"] for k, v in detail.items()},
         "steps_detail": detail,
         "compounding_fit": scores.compounding_fit(detail, chance),
+        **task_breakdown(rows, correct),  # a mixture's rows carry their task
     }
     if len(set(targets)) <= MAX_LABELS and not scratchpad:
         report["classification"] = scores.classification_report(targets, [" ".join(p.split()) for p in predictions])
@@ -70,6 +72,8 @@ def write_predictions(path: Path, rows: list[dict], answers: Answers, correct: l
         for r, p, ok, lp, tlp, v in columns:
             line = {"input": r["input"], "target": r["target"], "prediction": p, "correct": ok,
                     "steps": r.get("steps"), "logprob": round(lp, 4), "target_logprob": round(tlp, 4)}
+            if "task" in r:  # a mixture's task, which accuracy_by_task counts by
+                line["task"] = r["task"]
             if with_votes:
                 line["votes"] = v
             f.write(json.dumps(line) + "\n")

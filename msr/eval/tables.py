@@ -22,6 +22,12 @@ def show_evaluation(summary: dict) -> None:
         for k, row in summary["steps_detail"].items():
             steps.add_row(k, str(row["n"]), f"{row['accuracy']:.3f}", f"{row['ci95'][0]:.3f} – {row['ci95'][1]:.3f}")
         out.print(steps)
+    if "accuracy_by_task" in summary:  # a mixture
+        tasks = Table("task", "accuracy", "by steps", title="accuracy by task")
+        for task, accuracy in summary["accuracy_by_task"].items():
+            by_steps = "  ".join(f"{k}: {v:.3f}" for k, v in summary["accuracy_by_task_steps"][task].items())
+            tasks.add_row(task, f"{accuracy:.3f}", by_steps)
+        out.print(tasks)
     fit = summary["compounding_fit"]
     if fit:
         out.print(f"error compounding: {scores.describe_fit(fit)}")

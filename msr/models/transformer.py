@@ -3,6 +3,8 @@
 `state` is the KV cache: one (keys, values) pair per layer, each [B, heads, T_past, head_dim].
 Passing it back continues the sequence where it stopped, so decoding costs one token per call.
 Keys are cached after their rotation (rope), so a cached step rotates only the new token's q, k.
+Attention is causal unless set_attention makes it bidirectional (masked-LM pretraining) or a
+prefix LM's (msr/models/masks.py).
 The position options (model.positions) are in msr/models/positions.py.
 """
 
@@ -14,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from msr.models.masks import MODES, symmetric_alibi, visible_keys
 from msr.models.positions import (alibi_bias, alibi_slopes, apply_rotary, random_positions, rotary_angles,
                                   rotary_frequencies, sinusoidal_table)
 
@@ -28,8 +31,9 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor, cache=None, rotary=None, bias=None):
-        """`rotary`: (cos, sin) of the new tokens' positions; `bias`: an additive float mask
-        [heads, T, T_past + T] that holds the causal mask too (alibi)."""
+        """`rotary`: (cos, sin) of the new tokens' positions; `bias`: the attention mask
+        [..., T, T_past + T] in place of the causal one: boolean (True: may attend; bidirectional,
+        prefix) or additive float (alibi, which holds the causal or prefix mask too)."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
         if rotary is not None:
@@ -38,7 +42,7 @@ class SelfAttention(nn.Module):
             k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
         past = k.shape[2] - T
         if bias is not None:
-            mask, causal = bias.to(q.dtype), False
+            mask, causal = bias if bias.dtype == torch.bool else bias.to(q.dtype), False
         elif past == 0:
             mask, causal = None, True
         elif T == 1:
@@ -74,6 +78,7 @@ class TransformerLM(nn.Module):
         super().__init__()
         self.kind = str(getattr(cfg.positions, "value", cfg.positions))
         self.random_positions, self.position_range = cfg.random_positions, cfg.max_len
+        self.attention_mask, self.sep_id = "causal", None  # see set_attention
         if self.kind in TABLES:
             self.max_len = cfg.max_len  # decoding and the teacher read it; rope, alibi, none have no wall
         self.embed = nn.Embedding(vocab_size, cfg.d_model)
@@ -108,6 +113,13 @@ class TransformerLM(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
+    def set_attention(self, mode: str, sep_id: int | None = None) -> None:
+        """causal | bidirectional | prefix (msr/models/masks.py); a prefix ends at the first
+        `sep_id`. Not a weight: checkpoints keep it in meta.json as `attention_mask`."""
+        if mode not in MODES or (mode == "prefix" and sep_id is None):
+            raise ValueError(f"attention mask {mode!r}: one of {', '.join(MODES)} (prefix needs the <sep> id)")
+        self.attention_mask, self.sep_id = mode, sep_id
+
     def position_ids(self, tokens: torch.Tensor, past: int) -> torch.Tensor:
         """The positions of `tokens`: [T], or [B, T] of random ones in training.
 
@@ -127,13 +139,14 @@ class TransformerLM(nn.Module):
             raise ValueError(f"sequence of {end} tokens is longer than model.max_len={self.max_len}")
         positions = self.position_ids(tokens, past)
         x = self.embed(tokens)
-        rotary = bias = None
+        rotary, bias = None, visible_keys(self.attention_mask, tokens, self.sep_id, past)  # None: causal
         if self.kind in TABLES:
             x = x + self.positions[positions]
         elif self.kind == "rope":
             rotary = rotary_angles(positions, self.frequencies)
         elif self.kind == "alibi":
-            bias = alibi_bias(self.slopes, past, tokens.shape[1], x.dtype)
+            bias = alibi_bias(self.slopes, past, tokens.shape[1], x.dtype) if bias is None else \
+                symmetric_alibi(self.slopes, bias, x.dtype)
         x = self.drop(x)
         cache = []
         for i, block in enumerate(self.blocks):

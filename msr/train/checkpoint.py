@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from msr.compress.quantize import int8_tensors, quantized_layers
 from msr.data.tokenizer import TextTokenizer
 from msr.errors import UserError
 from msr.runs import fsync_path
@@ -80,7 +81,11 @@ def tied_groups(model: nn.Module) -> list[list[str]]:
 
 def save_weights(model: nn.Module, path: Path) -> None:
     """Each tensor once, as its own contiguous CPU copy: safetensors refuses views of a shared
-    buffer, which is how cuDNN keeps RNN weights on the GPU."""
+    buffer, which is how cuDNN keeps RNN weights on the GPU. An int8 model (msr compress) is
+    stored as its int8 weights with their scales (msr.compress.quantize)."""
+    if quantized_layers(model):
+        save_file(int8_tensors(model), str(path), metadata={"format": "pt"})
+        return
     state = model.state_dict()
     tensors = {group[0]: state[group[0]].detach().to("cpu", copy=True).contiguous() for group in tied_groups(model)}
     save_file(tensors, str(path), metadata={"format": "pt"})

@@ -26,6 +26,7 @@ from msr.data.batching import IGNORE, EncodedSplit
 from msr.device import check_precision
 from msr.errors import Paused, TrainingFailed
 from msr.eval.metrics import evaluate
+from msr.train.adversarial import AdversarialLoss
 from msr.train.curriculum import Curriculum
 from msr.train.optim import logged_lr
 from msr.train.progress import Progress
@@ -35,11 +36,18 @@ from msr.train.stopping import GracefulStop, stop_exception
 log = logging.getLogger("msr")
 
 
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor,
+                  reduction: str = "mean") -> torch.Tensor:
+    """The supervised loss: target tokens only (labels elsewhere are IGNORE)."""
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE, reduction=reduction)
+
+
 class Trainer:
     """One optimizer step: accumulate gradients over micro-batches, add the L1/L2 penalty,
     clip, update, advance the schedule."""
 
-    def __init__(self, model: nn.Module, optimizer, scheduler, cfg, device: torch.device):
+    def __init__(self, model: nn.Module, optimizer, scheduler, cfg, device: torch.device,
+                 criterion: Callable[..., torch.Tensor] | None = None):
         self.model, self.optimizer, self.scheduler, self.cfg = model, optimizer, scheduler, cfg
         # DDP all-reduces the gradients in the backward pass (its hooks need its own forward)
         self.forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
@@ -55,13 +63,17 @@ class Trainer:
         # every step; without clipping only the steps the loop logs set measure_grad_norm
         self.measure_grad_norm = False
         self.grad_norm: torch.Tensor | None = None
+        # (logits, labels, inputs, reduction) -> loss; distill.teacher mixes in soft targets (msr/train/distill.py)
+        self.criterion = criterion or cross_entropy
+        if cfg.adversarial.method != "none":  # perturbed embeddings' loss mixed in (msr/train/adversarial.py)
+            self.loss = AdversarialLoss(self.loss, model, cfg.adversarial)
+        self.refresh = None  # trainer.adversarial.refresh_every's Refresher, set by the recipe
 
     def loss(self, inputs: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        """Cross-entropy over target tokens (labels elsewhere are IGNORE)."""
+        """The criterion (cross-entropy unless distilling) over target tokens (labels elsewhere are IGNORE)."""
         with self.autocast():
             logits, _ = self.forward(inputs)
-        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
-                               reduction=reduction)
+        return self.criterion(logits.float(), labels, inputs, reduction)
 
     def penalty(self) -> torch.Tensor:
         l1 = sum(p.abs().sum() for p in self.penalized)
@@ -252,6 +264,8 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
             lr = logged_lr(trainer.optimizer)  # the lr this step gives the body
             trainer.measure_grad_norm = due(state.step + 1, cfg.log_every, cfg.max_steps)
             optimizer_step(trainer, state, train, targets, order, cfg.grad_accum_steps)
+            if trainer.refresh is not None and trainer.refresh(state.step, log_history):  # rows rewritten
+                targets = (train.labels != IGNORE).sum(1).cpu()
             if due(state.step, cfg.log_every, cfg.max_steps):
                 log_training(state, lr, trainer.grad_norm, log_history, progress, order.logged())
             evaluated = due(state.step, cfg.eval_every, cfg.max_steps)

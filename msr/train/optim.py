@@ -19,6 +19,7 @@ OPTIMIZERS = {
     "adamw": torch.optim.AdamW,
     "adadelta": torch.optim.Adadelta,
     "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad,
     "muon": MuonWithAdamW,
 }
 

@@ -23,12 +23,14 @@ from msr.data.batching import encode
 from msr.data.tokenizer import TextTokenizer
 from msr.device import resolve_device
 from msr.errors import UserError
+from msr.eval.by_task import flat_task_metrics, task_breakdown
 from msr.eval.metrics import evaluate
 from msr.eval.report import training_predictions
 from msr.models import build_model, count_parameters
 from msr.logs import interactive
 from msr.runs import RunDir
 from msr.train.checkpoint import load_training_weights, save_checkpoint
+from msr.train.adversarial import adversarial_summary, refresher
 from msr.train.loop import Trainer, fit, validation_metrics
 from msr.train.optim import build_optimizer, build_scheduler
 from msr.train.resume import restore, resume_overrides
@@ -133,18 +135,22 @@ def run_logger(run: RunDir, cfg) -> RunLogger:
 def train_model(model: nn.Module, cfg, dict_cfg, run: RunDir, history: RunLogger, tokenizer: TextTokenizer,
                 data: dict, device, objective: str, lr_scale: dict[str, float] | None = None,
                 new_rows: dict[str, int] | None = None,
-                export: Callable[[], nn.Module] | None = None) -> tuple[Trainer, dict]:
+                export: Callable[[], nn.Module] | None = None,
+                criterion: Callable[..., torch.Tensor] | None = None) -> tuple[Trainer, dict]:
     """Train `model` with checkpoints (resuming cfg.resume if set), logging to `history`, then
     load the best weights into it; (trainer, fit's summary). A fine-tuned model may bring
     per-parameter `lr_scale`s, `new_rows` (frozen tensors whose new rows train, kept out of weight
     decay) and `export`: the model the checkpoints hold (LoRA's merged copy; the trained adapters
-    are then saved beside it)."""
+    are then saved beside it); `criterion` replaces the Trainer's cross-entropy (a distilling teacher's)."""
     run.progress["parameters"] = count_parameters(model)
     optimizer = build_optimizer(cfg.optimizer, model, lr_scale or {}, no_decay=new_rows or {})
     scheduler = build_scheduler(cfg.scheduler, optimizer, cfg.trainer.max_steps)
-    trainer = Trainer(model, optimizer, scheduler, cfg.trainer, device)
+    trainer = Trainer(model, optimizer, scheduler, cfg.trainer, device, criterion)
+    trainer.refresh = refresher(cfg, model, tokenizer, data["train"], device)  # None unless refresh_every
     meta = {"model": asdict(cfg.model), "vocab_size": tokenizer.vocab_size, "task": cfg.data.name,
-            "objective": objective, "config": OmegaConf.to_container(dict_cfg, resolve=True)}
+            "objective": objective, "attention_mask": getattr(model, "attention_mask", "causal"),
+            "config": OmegaConf.to_container(dict_cfg, resolve=True)}
+    language_model = objective in ("lm", "masked")  # scored by token accuracy: a block is never all right
 
     def save(name: str, state: dict) -> None:
         run.progress["steps"] = state["step"]  # what a resume would go on from
@@ -164,11 +170,11 @@ def train_model(model: nn.Module, cfg, dict_cfg, run: RunDir, history: RunLogger
         run.progress["steps"] = resumed_from
     history.open(resumed_from)  # the event file drops the same steps
     result = fit(trainer, data["train"], data["val"], cfg.trainer, cfg.seed, history, save,
-                 interactive=interactive(), resume=resume, language_model=objective == "lm", started=run.started,
+                 interactive=interactive(), resume=resume, language_model=language_model, started=run.started,
                  curriculum=cfg.curriculum)
     load_training_weights(run.checkpoints / "best", model, device)
     if cfg.trainer.eval_iters:  # the evaluations estimated; the best checkpoint is scored on the whole split
-        result["val"] = validation_metrics(model, data["val"], cfg.trainer, trainer.autocast, objective == "lm")
+        result["val"] = validation_metrics(model, data["val"], cfg.trainer, trainer.autocast, language_model)
         log.info("best checkpoint on the whole validation split: %s",
                  ", ".join(f"{k} {v:.4f}" for k, v in result["val"].items()))
     return trainer, result
@@ -189,11 +195,17 @@ def test_and_summarize(model: nn.Module, trainer: Trainer, result: dict, data: d
         "test/accuracy": test["accuracy"],
         "test/token_accuracy": test["token_accuracy"],
     }
+    robust, adversarial = adversarial_summary(model, trainer.refresh, tokenizer, cfg, device)  # trainer.adversarial
+    metrics.update(robust)
     by_steps = {f"test/accuracy_by_steps/{k}": v for k, v in test["by_steps"].items()}
-    history({"step": result["steps"], **{k: v for k, v in metrics.items() if k.startswith("test/")}, **by_steps})
+    by_task = task_breakdown(splits["test"], test["correct"].tolist())  # {} unless data=mixture
+    if by_task:
+        log.info("test accuracy by task: %s", ", ".join(f"{k} {v:.3f}" for k, v in by_task["accuracy_by_task"].items()))
+    history({"step": result["steps"], **{k: v for k, v in metrics.items() if k.startswith("test/")}, **by_steps,
+             **flat_task_metrics("test", by_task)})
     finish(history, result, metrics, dict_cfg)
-    return {"metrics": metrics, "accuracy_by_steps": test["by_steps"],
-            **training_summary(result, model, device, cfg.seed, content_fingerprint(splits))}
+    return {"metrics": metrics, "accuracy_by_steps": test["by_steps"], **by_task,
+            **training_summary(result, model, device, cfg.seed, content_fingerprint(splits)), **adversarial}
 
 
 def finish(history: RunLogger, result: dict, metrics: dict, dict_cfg) -> None:

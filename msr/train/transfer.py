@@ -91,6 +91,15 @@ def new_positions(saved: dict, model_cfg) -> int:
     return new
 
 
+def attention_after(init_meta: dict) -> str:
+    """The attention mask of a model fine-tuned from the init run (its meta.json): a masked LM
+    becomes a prefix LM, bidirectional over the input it learned to read both ways and causal
+    over the target it must now write; any other keeps its own (causal for most)."""
+    if init_meta.get("objective") == "masked":
+        return "prefix"
+    return init_meta.get("attention_mask", "causal")
+
+
 def load_pretrained(directory: Path, model_cfg, vocab_size: int, device) -> nn.Module:
     """The model of `directory`'s checkpoint with room for `vocab_size` symbols (and, for learned
     positions, model.max_len positions): the old rows as trained, the new ones at the mean of the
