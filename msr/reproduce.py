@@ -76,11 +76,17 @@ def rerun(arguments: list[str]) -> int:
     once, from here: it then stops as a run does (checkpoint, record), and so does this."""
     child = subprocess.Popen([sys.executable, "-m", "msr.cli", *arguments], start_new_session=True,
                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    while True:
-        try:
-            return child.wait()
-        except KeyboardInterrupt:
-            child.send_signal(signal.SIGINT)  # a second Ctrl-C is passed on too: the child stops at once
+    # Ctrl-C raises here even where this process was started with SIGINT ignored (Python then
+    # installs no handler of its own), or the child in its own session would never hear of it
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                child.send_signal(signal.SIGINT)  # a second Ctrl-C is passed on too: the child stops at once
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def read_metrics(folder: Path) -> dict:

@@ -101,6 +101,7 @@ def test_method_none_leaves_the_loss_and_weight_zero_gives_the_clean_loss():
     assert torch.equal(*steps)
 
 
+@pytest.mark.slow  # an end-to-end run; CI runs it
 def test_method_none_trains_as_without_the_option(in_tmp):
     short = ["trainer.max_steps=6", "trainer.eval_every=3", "trainer.log_every=3"]
     assert run_msr("train", *SMALL, *short, "hydra.run.dir=plain") == 0
@@ -147,6 +148,7 @@ def test_a_refresh_writes_rewrites_into_the_training_rows_and_puts_them_back_lat
     assert refresher.totals["refreshes"] == 2 and refresher.totals["searched"] == 40
 
 
+@pytest.mark.slow  # an end-to-end run; CI runs it
 def test_a_run_logs_each_refresh_and_reports_robust_accuracy(in_tmp):
     args = [*SMALL, "data=chain", "trainer.adversarial.method=fgm", "trainer.adversarial.refresh_every=10",
             "trainer.adversarial.refresh_size=30", "trainer.adversarial.robust_test=true", "hydra.run.dir=run"]

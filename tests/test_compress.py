@@ -117,6 +117,7 @@ def test_int8_outputs_stay_close_to_fp32_and_reload_from_safetensors(name, tmp_p
     assert torch.allclose(again, int8, atol=1e-4)  # the scales are stored as float32
 
 
+@pytest.mark.slow  # an end-to-end run; CI runs it
 def test_pruning_survives_fine_tuning_and_the_checkpoint(trained, in_tmp):
     assert run_msr("compress", f"run={trained}", "compress.prune=0.5", "compress.finetune_steps=10",
                    "trainer.eval_every=5", "trainer.batch_size=16", "hydra.run.dir=c") == 0

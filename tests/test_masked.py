@@ -183,6 +183,7 @@ def test_masked_pretraining_refuses_what_cannot_attend_both_ways(overrides, expe
     assert not (in_tmp / "outputs").exists()  # refused before any work: no run folder
 
 
+@pytest.mark.slow  # an end-to-end run; CI runs it
 def test_a_resumed_masked_run_draws_the_masks_the_uninterrupted_one_drew(masked_run, in_tmp):
     """Training masks come from torch's stream, which checkpoints save: stopping and resuming
     changes no number."""

@@ -125,6 +125,7 @@ def test_train_reports_accuracy_by_task_as_its_predictions_count_it(mixture_run)
         {f"test/accuracy_by_task/{t}": v for t, v in by_task.items()})
 
 
+@pytest.mark.slow  # an end-to-end run; CI runs it
 def test_evaluate_scores_a_mixture_run_by_task(mixture_run, tmp_path):
     assert run_msr("evaluate", f"run={mixture_run}", f"hydra.run.dir={tmp_path / 'ev'}") == 0
     evaluated = read_metrics(tmp_path / "ev")

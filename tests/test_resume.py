@@ -303,8 +303,11 @@ def test_ctrl_c_during_reproduce_stops_the_rerun_cleanly(in_tmp):
     # its own process group, as a terminal would start it: Ctrl-C signals that whole group
     process = subprocess.Popen([sys.executable, "-m", "msr.cli", "reproduce", "run"], cwd=in_tmp,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    def training() -> bool:  # the rerun's loop has logged a step: Ctrl-C now lands mid-training
+        return any(f.read_text().strip() for f in in_tmp.glob("outputs/reproduce/*/*/history.jsonl"))
+
     deadline = time.time() + 60
-    while not list(in_tmp.glob("outputs/reproduce/*/*/history.jsonl")) and time.time() < deadline:
+    while not training() and time.time() < deadline:
         time.sleep(0.1)
     os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=60)

@@ -276,6 +276,9 @@ def fit(trainer: Trainer, train: EncodedSplit, val: EncodedSplit, cfg, seed: int
             periodic = evaluated if not cfg.checkpoint_every else state.step % cfg.checkpoint_every == 0
             paused = state.step == cfg.stop_at
             stopping = distributed.any_across(stop.signal is not None)  # the workers stop at the same step
+            if stop.signal is not None:
+                log.warning("stopping (%s): checkpoints/last first; signal again to stop at once",
+                            signal.Signals(stop.signal).name)
             if periodic or stopping or paused or state.step == cfg.max_steps or state.stopped_early:
                 checkpoint("last")  # the end, and any stop, always leave a checkpoint to resume from
             if stopping or paused:

@@ -8,13 +8,10 @@ from that checkpoint in its own folder.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 
 from msr.errors import Preempted, Terminated
-
-log = logging.getLogger("msr")
 
 
 def preemption_signal() -> int | None:
@@ -34,8 +31,7 @@ class GracefulStop:
     def _handle(self, signum, frame) -> None:
         if self.signal is not None:
             raise stop_exception(signum)
-        self.signal = signum
-        log.warning("stopping after this step (%s); signal again to stop at once", signal.Signals(signum).name)
+        self.signal = signum  # the loop says so after the step: a handler that logged could cut into a write
 
     def __enter__(self) -> "GracefulStop":
         signals = [signal.SIGINT, signal.SIGTERM]
