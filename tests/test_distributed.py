@@ -37,6 +37,7 @@ def the_run(root: Path) -> Path:
     return run
 
 
+@pytest.mark.slow  # over 6 s; CI runs it
 def test_two_workers_train_the_run_one_process_trains(tmp_path):
     single = msr_process("train", *DDP, "hydra.run.dir=single", cwd=tmp_path)
     assert single.returncode == 0, single.stderr
@@ -179,6 +180,7 @@ def test_two_machines_meet_at_the_endpoint_and_write_one_run_folder(tmp_path):
     assert read_metrics(run)["metrics"] == pytest.approx(read_metrics(tmp_path / "single")["metrics"], rel=1e-5)
 
 
+@pytest.mark.slow  # over 5 s; CI runs it
 def test_a_user_error_every_worker_meets_is_said_once(tmp_path):
     done = msr_process("train", *DDP, *TWO, "model.max_len=4", "hydra.run.dir=run", cwd=tmp_path)  # found with the data
     assert done.returncode == 2
@@ -187,6 +189,7 @@ def test_a_user_error_every_worker_meets_is_said_once(tmp_path):
     assert read_metrics(tmp_path / "run")["status"] == "failed"
 
 
+@pytest.mark.slow  # over 6 s; CI runs it
 def test_a_machine_that_finds_no_one_at_the_endpoint_gives_up_in_one_line(tmp_path):
     alone = ["distributed.nnodes=2", "distributed.node_rank=1", f"distributed.rdzv_endpoint=127.0.0.1:{free_port()}",
              "distributed.rdzv_id=job7", "distributed.timeout=2"]

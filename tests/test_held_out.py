@@ -47,6 +47,7 @@ def test_a_longer_test_set_drawn_at_evaluate_time_holds_no_training_input(in_tmp
     assert read_metrics(in_tmp / "same")["held_out"]["excluded"] == 0
 
 
+@pytest.mark.slow  # over 5 s; CI runs it
 def test_an_ensemble_and_an_init_run_count_as_seen(in_tmp):
     assert run_msr("train", *LSTM, "hydra.run.dir=a") == 0
     assert run_msr("train", *LSTM, "data.seed=99", "hydra.run.dir=b") == 0

@@ -269,6 +269,7 @@ def run_msr_evaluate_loads(folder) -> bool:
     return msr_process("evaluate", "run=run", "hydra.run.dir=ev", cwd=folder).returncode == 0
 
 
+@pytest.mark.slow  # over 5 s; CI runs it
 def test_a_resume_is_recorded_and_reproduce_replays_it(in_tmp, capsys):
     args = [*SETTINGS, *TINY_MODEL["lstm"], *DROPOUT["lstm"], "hydra.run.dir=run"]
     with interrupted_at(13):
@@ -293,6 +294,7 @@ def test_a_resume_is_recorded_and_reproduce_replays_it(in_tmp, capsys):
         (in_tmp / "run/checkpoints/last/model.safetensors").read_bytes()
 
 
+@pytest.mark.slow  # over 6 s; CI runs it
 def test_ctrl_c_during_reproduce_stops_the_rerun_cleanly(in_tmp):
     import subprocess
     import sys
@@ -336,6 +338,7 @@ def test_reproduce_replays_only_the_resume_that_counted():
         ["train", "model=gru", "seed=3", "hydra.run.dir=T"]]
 
 
+@pytest.mark.slow  # over 6 s; CI runs it
 def test_a_run_saved_before_a_key_was_added_still_reproduces(in_tmp, capsys):
     import yaml
 

@@ -159,6 +159,7 @@ def test_runs_started_in_the_same_second_each_claim_a_folder(tmp_path, monkeypat
     assert claim_folder("train", ["hydra.run.dir=mine"], multirun=False) == []  # placed by the user
 
 
+@pytest.mark.slow  # over 6 s; CI runs it
 def test_three_runs_started_together_get_three_folders(tmp_path):
     import subprocess
     import sys

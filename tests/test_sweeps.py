@@ -54,6 +54,7 @@ def test_a_job_paused_by_stop_at_lets_the_sweep_go_on(in_tmp):
     assert all("paused at step 2" in j["reason"] for j in jobs)
 
 
+@pytest.mark.slow  # over 5 s; CI runs it
 def test_joblib_runs_a_sweeps_jobs_in_parallel_on_a_share_of_the_cores(in_tmp, capsys):
     assert run_msr("train", "-m", *SWEEP, "model.max_len=64", "trainer.max_steps=30", "hydra/launcher=joblib",
                    "hydra.launcher.n_jobs=2", "seed=0,1") == 0
@@ -107,6 +108,7 @@ def start_sweep(root: Path, *overrides: str) -> tuple[subprocess.Popen, Path]:
     raise AssertionError(f"job 1 never reached a checkpoint: {sweep.communicate()[1][-2000:]}")
 
 
+@pytest.mark.slow  # over 6 s; CI runs it
 def test_a_sweep_stopped_by_sigterm_resumes_each_job_once_and_leaves_completed_ones_untouched(in_tmp, capsys):
     sweep, folder = start_sweep(in_tmp, *LONG, "seed=0,1,2")
     _, err = sweep.communicate(timeout=120)
@@ -192,6 +194,7 @@ def test_evaluate_run_sweep_scores_each_completed_job_and_resumes_as_a_sweep(in_
         sum(read_metrics(folder / n)["metrics"]["test/accuracy"] for n in "01") / 2)
 
 
+@pytest.mark.slow  # over 6 s; CI runs it
 def test_submitit_local_gives_the_same_folders_and_manifest_as_the_basic_launcher(in_tmp):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     assert run_msr("train", "-m", "hydra/launcher=submitit_local", *SWEEP, "model.max_len=4,64") == 1
