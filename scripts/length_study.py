@@ -69,7 +69,11 @@ DEFAULT_VARIANTS = [v for v in VARIANTS if v != "lstm-dot+feeding"]
 TASKS: dict[str, list[str]] = {
     "arith": ["data=arith", "data.scratchpad=true"],  # the scratchpad gives each step a token to show
     "kinship": ["data=kinship"],
+    # not in the default list: chain; arith with index hints (each operator and value after a letter)
+    "chain": ["data=chain", "data.scratchpad=true"],
+    "arith-hints": ["data=arith", "data.scratchpad=true", "data.index_hints=true"],
 }
+DEFAULT_TASKS = ["arith", "kinship"]
 
 DATA_SEED = TaskConfig.seed  # the tasks' own default; seed S uses DATA_SEED + S
 
@@ -168,7 +172,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     own = argv[:argv.index("--")] if "--" in argv else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 usage="%(prog)s [options] [-- extra hydra overrides for every job]")
-    p.add_argument("--tasks", type=comma_list, default=",".join(TASKS), help="comma list (default: %(default)s)")
+    p.add_argument("--tasks", type=comma_list, default=",".join(DEFAULT_TASKS), help="comma list (default: %(default)s)")
     p.add_argument("--variants", type=comma_list, default=",".join(DEFAULT_VARIANTS),
                    help=f"comma list of {', '.join(VARIANTS)} (default: all but lstm-dot+feeding)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="(default: 0 1 2)")

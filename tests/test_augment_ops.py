@@ -62,16 +62,21 @@ def examples(task: str) -> list[dict]:
 
 
 def chain_scratchpad_ok(text: str, scratchpad: str, modulus: int) -> bool:
-    """Independently: the scratchpad walks from a constant to the query, each link a statement
-    of the text, with the values chain.run gives."""
-    statements = {s.split()[0]: s.split()[2:] for s in text.split(" ; ")[:-1]}
+    """Independently: the trace is statements of the text, from the query back to a constant,
+    each using the next; then one computation per link, forward, with the values chain.run gives."""
+    statements = {s.split()[0]: s for s in text.split(" ; ")[:-1]}
     values = chain.run(text, modulus)
-    items = [item.split(" = ") for item in scratchpad.split(" , ")]
-    names = [name for name, _ in items]
-    return (names[-1] == text.split(" ; ")[-1].split()[0]
-            and len(statements[names[0]]) == 1
-            and all(statements[child][0] == parent for parent, child in pairwise(names))
-            and all(values[name] == int(value) for name, value in items))
+    items = scratchpad.split(" , ")
+    k = (len(items) - 1) // 2  # k links: k + 1 statements traced, k values computed
+    trace, forward = [item.split() for item in items[: k + 1]], [item.split() for item in items[k + 1 :]]
+    ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
+    return (trace[0][0] == text.split(" ; ")[-1].split()[0]
+            and all(" ".join(words) == statements[words[0]] for words in trace)
+            and all(user[2] == used[0] for user, used in pairwise(trace)) and len(trace[-1]) == 3
+            and [f[0] for f in forward] == [t[0] for t in reversed(trace[:-1])]
+            and all(int(f[2]) == values[t[2]] and f[3:5] == t[3:5]
+                    and int(f[6]) == ops[f[3]](int(f[2]), int(f[4])) % modulus == values[f[0]]
+                    for f, t in zip(forward, reversed(trace[:-1]))))
 
 
 def check_scratchpad(task: str, old: dict, new: dict, cfg) -> None:
@@ -171,23 +176,35 @@ def test_arith_perturb_by_hand():
         assert expected[new["input"]] == new["target"]
 
 
+def test_arith_rewrites_keep_the_index_hints_in_place():
+    record = {"input": "3 B + 4 K * 2 =", "target": "4", "scratchpad": "B 7 , K 4"}
+    cfg = ArithConfig(index_hints=True)
+    new = OPERATIONS["swap_operands"].apply(record, random.Random(0), Context("arith", cfg, []))
+    assert (new["input"], new["target"], new["scratchpad"]) == ("4 B + 3 K * 2 =", "4", "B 7 , K 4")
+    for seed in range(10):
+        new = OPERATIONS["perturb_numbers"].apply(record, random.Random(seed), Context("arith", cfg, []))
+        words = new["input"].split()
+        assert words[1::3] == ["B", "K", "="] and new["target"] == arith.answer(new["input"], 10)
+
+
 def test_chain_by_hand():
-    record = {"input": "a = 3 ; b = a + 2 ; d = 7 ; b ?", "target": "5", "steps": 1, "scratchpad": "a = 3 , b = 5"}
+    record = {"input": "a = 3 ; b = a + 2 ; d = 7 ; b ?", "target": "5", "steps": 1,
+              "scratchpad": "b = a + 2 , a = 3 , b = 3 + 2 = 5"}
     for seed in range(10):
         new = apply("rename_entities", "chain", record, seed)
         x, y, z = re.fullmatch(r"(\w) = 3 ; (\w) = \1 \+ 2 ; (\w) = 7 ; \2 \?", new["input"]).groups()
         assert len({x, y, z}) == 3 and not {x, y, z} & {"a", "b", "d"}
-        assert (new["target"], new["scratchpad"]) == ("5", f"{x} = 3 , {y} = 5")
+        assert (new["target"], new["scratchpad"]) == ("5", f"{y} = {x} + 2 , {x} = 3 , {y} = 3 + 2 = 5")
 
         new = apply("reorder_facts", "chain", record, seed)
         assert new["input"] in ("a = 3 ; d = 7 ; b = a + 2 ; b ?", "d = 7 ; a = 3 ; b = a + 2 ; b ?")
-        assert (new["target"], new["scratchpad"]) == ("5", "a = 3 , b = 5")
+        assert (new["target"], new["scratchpad"]) == ("5", record["scratchpad"])
 
         new = apply("insert_distractor", "chain", record, seed)
         statements = new["input"].split(" ; ")
         extra = [s for s in statements if s not in record["input"].split(" ; ")]
         assert len(statements) == 5 and len(extra) == 1 and extra[0][0] not in "abd"
-        assert (new["target"], new["scratchpad"]) == ("5", "a = 3 , b = 5")
+        assert (new["target"], new["scratchpad"]) == ("5", record["scratchpad"])
 
         new = apply("perturb_numbers", "chain", {"input": "a = 3 ; b = a * 2 ; b ?", "target": "6"}, seed)
         start, factor = map(int, re.fullmatch(r"a = (\d+) ; b = a \* (\d) ; b \?", new["input"]).groups())

@@ -17,6 +17,8 @@ SMALL = [*TINY, *TINY_MODEL["lstm"]]
         ("train", ["data=chain", "data.test.max_steps=50"],
          "data.test.max_steps=50 is not allowed: must be <= 23 for chain with data.distractors=2"),
         ("train", ["data=chain", "data.distractors=30"], "data.distractors=30 is not allowed: must be <= 24"),
+        ("train", ["data.index_hints=true", "data.test.max_steps=30"],
+         "data.index_hints=True is not allowed: gives each operator one of 26 letters, but a split asks for 30"),
         ("train", ["data.train.size=0"], "data.train.size=0 is not allowed: must be a positive integer"),
         ("train", ["scheduler.warmup_steps=20"],
          "scheduler.warmup_steps=20 is not allowed: must be < trainer.max_steps=20"),

@@ -32,6 +32,8 @@ def test_evaluate_rescores_the_run_and_leaves_predictions_and_a_plot(runs, in_tm
     # greedy decoding gives the same exact match as training's teacher-forced test score
     assert scored["metrics"]["test/accuracy"] == pytest.approx(trained["metrics"]["test/accuracy"])
     assert scored["accuracy_by_steps"] == pytest.approx(trained["accuracy_by_steps"])
+    for metrics in (trained["metrics"], scored["metrics"]):  # beside exact match, never below it
+        assert metrics["test/oracle_length_accuracy"] >= metrics["test/accuracy"]
     predictions = lines(in_tmp / "ev/predictions.jsonl")
     assert len(predictions) == 40 and set(predictions[0]) == {"input", "target", "prediction", "correct", "steps",
                                                               "logprob", "target_logprob"}

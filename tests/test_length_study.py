@@ -50,6 +50,11 @@ def test_every_variant_composes_into_a_valid_train_config(variant, capsys, in_tm
     assert run_msr("train", *length_study.TASKS["arith"], *length_study.VARIANTS[variant], "--cfg", "job") == 0
 
 
+@pytest.mark.parametrize("task", list(length_study.TASKS))
+def test_every_task_composes_into_a_valid_train_config(task, capsys, in_tmp):
+    assert run_msr("train", *length_study.TASKS[task], "--cfg", "job") == 0
+
+
 def test_an_unknown_variant_is_refused_with_the_known_ones(capsys):
     with pytest.raises(SystemExit) as exit:
         length_study.parse_args(["--variants", "tf-learned,tf-xpos"])
@@ -100,6 +105,7 @@ def test_every_benchmarked_option_is_a_valid_change_of_its_baseline():
 @pytest.mark.parametrize("preset, expected", [
     ("arith_length", ["name: transformer", "positions: none", "scratchpad: true", "max_steps: 12", "max_steps: 20000"]),
     ("scan_length", ["name: lstm", "attention: dot", "name: scan_length", "max_steps: 8000"]),
+    ("kinship_length", ["name: transformer", "positions: none", "name: kinship", "max_steps: 12", "max_steps: 10000"]),
 ])
 def test_length_presets_compose(preset, expected, capsys, in_tmp):
     assert run_msr("train", f"+experiment={preset}", "--cfg", "job") == 0

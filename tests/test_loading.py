@@ -47,16 +47,34 @@ def test_arith_scratchpad_is_the_running_value_of_each_prefix():
         assert r["scratchpad"].split(" , ")[-1] == r["target"]
 
 
-def test_chain_scratchpad_walks_the_chain_from_the_constant():
+def test_arith_index_hints_label_each_operator_and_its_value():
+    assert arith.scratchpad("7 B + 5 G * 3 H - 2 =", 10) == "B 2 , G 6 , H 4"
+    assert arith.answer("7 B + 5 G * 3 H - 2 =", 10) == arith.answer("7 + 5 * 3 - 2 =", 10) == "4"
+    rng, hinted = random.Random(3), replace(SMALL, index_hints=True)
+    for _ in range(100):
+        r = arith.sample(rng, rng.randint(1, 12), hinted)
+        words = r["input"].split()
+        hints = words[1:-1:3]  # operand, hint, operator, operand, hint, ...
+        assert len(hints) == r["steps"] and hints == sorted(set(hints)) and all(h.isupper() for h in hints)
+        assert words[2:-1:3] == [w for w in words if w in "+-*"]
+        plain = " ".join(w for w in words if w not in hints)
+        assert r["target"] == arith.answer(plain, 10)
+        assert r["scratchpad"] == " , ".join(f"{h} {v}" for h, v in zip(hints, arith.running_values(plain, 10)))
+    assert arith.count(2, hinted) == arith.count(2, SMALL) * 325  # C(26, 2) orders of letters
+
+
+def test_chain_scratchpad_traces_back_then_computes_forward():
+    text = "a = 3 ; b = a + 2 ; c = b * 2 ; d = 7 ; c ?"
+    assert chain.scratchpad(text, 100) == "c = b * 2 , b = a + 2 , a = 3 , b = 3 + 2 = 5 , c = 5 * 2 = 10"
+    assert chain.scratchpad("x = 9 ; y = x * 7 ; y ?", 10) == "y = x * 7 , x = 9 , y = 9 * 7 = 3"
     cfg = ChainConfig()
     rng = random.Random(4)
     for _ in range(100):
         r = chain.sample(rng, rng.randint(1, 6), cfg)
         items = r["scratchpad"].split(" , ")
-        assert len(items) == r["steps"] + 1
-        assert items[-1] == f"{r['input'].split()[-2]} = {r['target']}"
-        first = items[0].split(" = ")[0]
-        assert f"{first} = {items[0].split(' = ')[1]} ;" in r["input"] + " ;"  # the chain starts at a constant
+        assert len(items) == 2 * r["steps"] + 1  # steps + 1 statements traced, steps values computed
+        assert items[0].startswith(r["input"].split()[-2] + " = ")  # the trace starts at the query
+        assert items[-1].endswith(f"= {r['target']}")
 
 
 def test_listops_and_logic_scratchpads_end_in_the_answer():

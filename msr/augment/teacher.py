@@ -109,17 +109,23 @@ def check_task(run: str, directory: Path, trained_on: dict, wanted: dict) -> Non
 
 
 class Teacher:
-    def __init__(self, run: str, data: dict, device):
-        """`data`: the data config (as a dict) that the teacher is to label examples of."""
+    """A model that answers task inputs written with `template`: a trained run's (from_run), or
+    the model in training itself (adversarial training searches against it)."""
+
+    def __init__(self, model, tokenizer, template: str, device):
+        self.model, self.tokenizer, self.template, self.device = model, tokenizer, template, device
+
+    @classmethod
+    def from_run(cls, run: str, data: dict, device) -> Teacher:
+        """The run's best checkpoint; `data`: the data config (as a dict) it is to label examples of."""
         directory = checkpoint_dir(run, "best")
-        self.model, self.tokenizer, meta = load_checkpoint(directory, device)
+        model, tokenizer, meta = load_checkpoint(directory, device)
         if meta.get("objective") != "supervised":
             raise UserError(f"augment.teacher={run} is a language model (msr pretrain); a teacher answers "
                             f"inputs, so it must be a run of msr train or msr finetune")
         trained_on = meta["config"]["data"]
         check_task(run, directory.resolve(), trained_on, data)
-        self.template = trained_on.get("template", "{input}")
-        self.device = device
+        return cls(model, tokenizer, trained_on.get("template", "{input}"), device)
 
     def prompts(self, inputs: list[str]) -> list[list[int]]:
         return task_prompts(self.tokenizer, inputs, self.template)
@@ -186,7 +192,7 @@ def teach(cfg, source: list[dict], ctx: Context, out: Output) -> dict:
     """msr augment's teacher step: pseudo-labels and adversarial edits, each if asked for, added
     to `out`; what each found."""
     options = cfg.augment
-    teacher = Teacher(options.teacher, asdict(cfg.data), resolve_device(cfg.device.type))
+    teacher = Teacher.from_run(options.teacher, asdict(cfg.data), resolve_device(cfg.device.type))
     report = {}
     if options.pseudo_labels:
         report["pseudo_labels"] = pseudo_label(teacher, cfg, out)

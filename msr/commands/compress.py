@@ -16,7 +16,8 @@ from dataclasses import replace
 
 import torch
 
-from msr.compress.measure import cpu_speeds, stored_weights
+from msr.compress.measure import stored_weights
+from msr.eval.speed import cpu_speeds
 from msr.compress.prune import make_permanent, plain_state, prune_model, zeros_of
 from msr.compress.quantize import SCHEME, plan, quantize
 from msr.config import RecurrentConfig, TrainConfig, TransformerConfig

@@ -102,6 +102,17 @@ class ArithConfig(ArithmeticTaskConfig):
     """Chained arithmetic evaluated left to right, answer modulo `modulus`."""
 
     name: str = "arith"
+    # each operator follows a hint letter, A-Z in order, a random subset per example, and each
+    # scratchpad value its operator's letter (Zhou et al., 2023): a step finds its operands by content
+    index_hints: bool = False
+
+    def check(self, p: str) -> None:
+        super().check(p)
+        if self.index_hints:
+            longest = max(getattr(self, split).max_steps for split in ("train", "val", "test"))
+            require(longest <= 26, p + "index_hints", self.index_hints,
+                    f"gives each operator one of 26 letters, but a split asks for {longest} steps: "
+                    f"keep max_steps <= 26 or set {p}index_hints=false")
 
 
 @dataclass

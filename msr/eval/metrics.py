@@ -4,6 +4,11 @@ Exact match is read off one teacher-forced pass: an example counts as correct wh
 argmax at every target position (and at <eos>) is the reference token. Greedy decoding
 produces exactly that answer in that case and a different one otherwise, so the two
 measures are equal (barring exact ties in the logits), at the cost of one forward pass.
+
+Oracle-length exact match (Newman et al., 2020, "The EOS decision and length extrapolation")
+takes the decision to stop away: the output is as long as the reference, i.e. the final token
+(<eos>) is banned before the reference ends and not asked for at its end. It separates "wrote
+the wrong tokens" from "stopped too early", and is reported beside exact match, never for it.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext, 
     was_training = model.training
     model.eval()
     mine = distributed.shard(torch.arange(len(rows)))  # positions in `rows` this worker scores
-    # per example: summed token loss, target tokens, tokens right, exactly right; zero where another worker scores
-    scores = torch.zeros(4, len(rows), dtype=torch.float64)
+    # per example: summed token loss, target tokens, tokens right, exactly right, right at the oracle length;
+    # zero where another worker scores
+    scores = torch.zeros(5, len(rows), dtype=torch.float64)
     for start in range(0, len(mine), batch_size):
         at = mine[start : start + batch_size]
         inputs, labels = split.batch(rows[at])
@@ -39,9 +45,10 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext, 
         token_loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE,
                                      reduction="none").view(labels.shape)
         hits = (logits.argmax(-1) == labels) & mask
-        scores[:, at] = torch.stack([token_loss.sum(1), mask.sum(1), hits.sum(1), (hits | ~mask).all(1)]).double().cpu()
+        scores[:, at] = torch.stack([token_loss.sum(1), mask.sum(1), hits.sum(1), (hits | ~mask).all(1),
+                                     oracle_length_hits(logits, labels, mask)]).double().cpu()
     model.train(was_training)
-    loss_sums, targets, token_hits, correct = distributed.sum_across(scores)
+    loss_sums, targets, token_hits, correct, oracle = distributed.sum_across(scores)
     correct = correct.bool()
     tokens = max(int(targets.sum()), 1)
     return {
@@ -49,9 +56,19 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext, 
         "accuracy": int(correct.sum()) / max(len(rows), 1),
         "token_accuracy": int(token_hits.sum()) / tokens,
         "by_steps": accuracy_by_steps(correct, split.steps[rows]),
+        "oracle_length_accuracy": int(oracle.sum()) / max(len(rows), 1),
         "logprobs": -loss_sums.float(),  # of each whole target (and its <eos>)
         "correct": correct,  # per example, what accuracy counts (training runs write it to predictions.jsonl)
     }
+
+
+def oracle_length_hits(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per row: every target token but the last is the argmax once the last one (<eos>) is banned."""
+    last = mask & (mask.cumsum(1) == mask.sum(1, keepdim=True))  # each row's final target position
+    final = torch.where(last, labels, 0).sum(1)  # its token (a row without targets: 0, unused)
+    banned = logits.scatter(-1, final[:, None, None].expand(-1, logits.shape[1], 1), float("-inf"))
+    before = mask & ~last
+    return ((banned.argmax(-1) == labels) | ~before).all(1)
 
 
 def accuracy_by_steps(correct: torch.Tensor, steps: torch.Tensor) -> dict[str, float]:

@@ -40,6 +40,7 @@ def build_report(split: str, rows: list[dict], predictions, correct: list[bool],
     metrics = {
         f"{split}/accuracy": sum(correct) / n,
         f"{split}/token_accuracy": teacher_forced["token_accuracy"],
+        f"{split}/oracle_length_accuracy": teacher_forced["oracle_length_accuracy"],  # never the headline
         f"{split}/loss": teacher_forced["loss"],
         f"{split}/perplexity": math.exp(min(teacher_forced["loss"], 50.0)),
     }

@@ -111,20 +111,12 @@ class AdversarialLoss:
         return delta
 
 
-class ModelTeacher(Teacher):
-    """The model being trained as the search's teacher; msr augment's Teacher loads a run folder
-    instead (and checks its task), which a model in training needs neither of."""
-
-    def __init__(self, model: nn.Module, tokenizer, template: str, device):  # not Teacher's: no run to load
-        self.model, self.tokenizer, self.template, self.device = model, tokenizer, template, device
-
-
-def search_setup(cfg, model: nn.Module, tokenizer, device) -> tuple[dict, ModelTeacher, Context, list[str]]:
+def search_setup(cfg, model: nn.Module, tokenizer, device) -> tuple[dict, Teacher, Context, list[str]]:
     """The task's raw splits (as msr augment rewrites them: no template, no scratchpad), the model
     as teacher, and what the search needs of the task."""
     raw = load_data(cfg.data, cfg.paths).raw
     ctx = Context(cfg.data.name, cfg.data, sorted({w for r in raw["train"] for w in r["input"].split()}))
-    return raw, ModelTeacher(model, tokenizer, cfg.data.template, device), ctx, label_preserving(cfg.data.name)
+    return raw, Teacher(model, tokenizer, cfg.data.template, device), ctx, label_preserving(cfg.data.name)
 
 
 class Refresher:

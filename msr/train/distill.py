@@ -15,7 +15,6 @@ tokenizer (msr/config/distill.py checks beforehand that the data is the teacher'
 from __future__ import annotations
 
 import logging
-import time
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +22,7 @@ from torch import nn
 
 from msr.data.batching import IGNORE, EncodedSplit
 from msr.eval.inference import load_checkpoint
-from msr.eval.metrics import evaluate
+from msr.eval.speed import timed_scores
 from msr.models import count_parameters
 from msr.runs import find_checkpoint
 
@@ -66,18 +65,12 @@ class Teacher:
     def side_by_side(self, student: nn.Module, test: EncodedSplit, batch_size: int, autocast) -> dict:
         """metrics.json's `distill`: both models scored and timed on the same test split, here and
         now, so their speeds are comparable (tokens_per_second: test tokens read per second)."""
-        tokens = int(test.lengths.sum())
         result = {"teacher_run": str(self.checkpoint.resolve()), "temperature": self.cfg.temperature,
                   "alpha": self.cfg.alpha}
-        was_training = student.training
-        for name, model in (("teacher", self.model), ("student", student)):
-            model.eval()
-            started = time.perf_counter()
-            scored = evaluate(model, test, batch_size, autocast)
-            seconds = time.perf_counter() - started
-            result[name] = {"test/accuracy": scored["accuracy"], "test/loss": scored["loss"],
-                            "parameters": count_parameters(model), "tokens_per_second": round(tokens / seconds, 1)}
-        student.train(was_training)
+        for name, model, (scores, speed) in zip(("teacher", "student"), (self.model, student),
+                                                timed_scores([self.model, student], test, batch_size, 1, autocast)):
+            result[name] = {"test/accuracy": scores["accuracy"], "test/loss": scores["loss"],
+                            "parameters": count_parameters(model), "tokens_per_second": speed}
         result["parameter_ratio"] = round(result["student"]["parameters"] / result["teacher"]["parameters"], 4)
         log.info("distill: test accuracy teacher %.4f (%s parameters), student %.4f (%s parameters, %.1fx faster)",
                  result["teacher"]["test/accuracy"], f"{result['teacher']['parameters']:,}",

@@ -194,6 +194,7 @@ def test_and_summarize(model: nn.Module, trainer: Trainer, result: dict, data: d
         "test/loss": test["loss"],
         "test/accuracy": test["accuracy"],
         "test/token_accuracy": test["token_accuracy"],
+        "test/oracle_length_accuracy": test["oracle_length_accuracy"],  # the stopping decision taken away
     }
     robust, adversarial = adversarial_summary(model, trainer.refresh, tokenizer, cfg, device)  # trainer.adversarial
     metrics.update(robust)

@@ -7,13 +7,25 @@ The scratchpad is that running value after each step, modulo `modulus`: "2 , 6 ,
 Operands are digits 0..modulus-1, so with `k` steps there are modulus**(k+1) * len(operators)**k
 distinct expressions.
 
+With `index_hints` (Zhou et al., 2023, "What algorithms can Transformers learn?") each operator
+follows a letter, a random subset of A-Z in alphabetical order, and each scratchpad value follows
+its operator's letter:
+
+    "7 B + 5 G * 3 H - 2 ="  ->  scratchpad "B 2 , G 6 , H 4"
+
+so a step finds its operator and operand by content (the letter after the last one written)
+rather than by counting: the lookup is the same at every length. Training on short expressions
+still shows every letter, in every place.
+
 Rewrites: swap_operands (the first pair, where + or * commutes) and perturb_numbers (operands
 changed, answer recomputed).
 """
 
 from __future__ import annotations
 
+import math
 import random
+import string
 
 from msr.data.tasks.rewriting import derive, other
 
@@ -24,20 +36,44 @@ OPERATIONS = {
 }
 
 
+HINTS = string.ascii_uppercase
+
+
 def sample(rng: random.Random, steps: int, cfg) -> dict:
     operands = [rng.randrange(cfg.modulus) for _ in range(steps + 1)]
     operators = [rng.choice(cfg.operators) for _ in range(steps)]
     words = [str(operands[0])]
     for op, x in zip(operators, operands[1:]):
         words += [op, str(x)]
-    text = " ".join(words) + " ="
-    values = running_values(text, cfg.modulus)
-    return {"input": text, "target": values[-1], "steps": steps, "scratchpad": " , ".join(values)}
+    hints = sorted(rng.sample(HINTS, steps)) if cfg.index_hints else []
+    text = render(words, hints)
+    return {"input": text, "target": answer(text, cfg.modulus), "steps": steps,
+            "scratchpad": scratchpad(text, cfg.modulus)}
+
+
+def render(words: list[str], hints: list[str]) -> str:
+    """The input: operand, operator, operand, ... and "=", each operator after its hint if any."""
+    out = []
+    for i, word in enumerate(words):
+        if i % 2 and hints:  # an operator
+            out.append(hints[i // 2])
+        out.append(word)
+    return " ".join(out) + " ="
 
 
 def parse(text: str) -> list[str]:
-    """Operand, operator, operand, ...: the words before "="."""
-    return text.removesuffix("=").split()
+    """Operand, operator, operand, ...: the words before "=", index hints left out."""
+    return [w for w in text.removesuffix("=").split() if w not in HINTS]
+
+
+def hints_of(text: str) -> list[str]:
+    return [w for w in text.split() if w in HINTS]
+
+
+def scratchpad(text: str, modulus: int) -> str:
+    """The running values, each after its operator's hint where the input has them."""
+    values, hints = running_values(text, modulus), hints_of(text)
+    return " , ".join(f"{hint} {value}" for hint, value in zip(hints, values)) if hints else " , ".join(values)
 
 
 def running_values(text: str, modulus: int) -> list[str]:
@@ -61,15 +97,15 @@ def answer(text: str, modulus: int) -> str:
 
 def count(steps: int, cfg) -> int:
     """How many distinct inputs have this many steps."""
-    return cfg.modulus ** (steps + 1) * len(cfg.operators) ** steps
+    hinted = math.comb(len(HINTS), steps) if cfg.index_hints else 1
+    return cfg.modulus ** (steps + 1) * len(cfg.operators) ** steps * hinted
 
 
 # ---- rewrites (msr augment) ---------------------------------------------------------------------
 
 def _rewritten(record: dict, words: list[str], modulus: int, recompute: bool) -> dict:
-    text = " ".join(words) + " ="
-    values = running_values(text, modulus)
-    return derive(record, text, answer(text, modulus) if recompute else None, " , ".join(values))
+    text = render(words, hints_of(record["input"]))  # the source's hints, in their places
+    return derive(record, text, answer(text, modulus) if recompute else None, scratchpad(text, modulus))
 
 
 def swap_operands(record, rng, cfg):
