@@ -45,7 +45,8 @@ from pathlib import Path
 
 from msr.config.data import TaskConfig
 from msr.eval.scores import steps_breakdown, wilson_interval
-from steps_table import MISSING, MODEL_OVERRIDES, comma_list, needs_run, read_metrics, run_jobs, step_range
+from steps_table import (MISSING, MODEL_OVERRIDES, comma_list, needs_run, read_metrics, run_jobs, step_range,
+                         train_command)
 
 # steps_table's Transformer setup without its training budget: here --steps sets every run's
 TRANSFORMER = [o for o in MODEL_OVERRIDES["transformer"] if not o.startswith("trainer.")]
@@ -88,18 +89,11 @@ def grid(args) -> list[tuple[str, str, int]]:
 
 
 def job_command(task: str, variant: str, seed: int, args) -> list[str]:
-    (a, b), (c, d) = args.train_steps, args.test_steps
-    return [
-        sys.executable, "-m", "msr.cli", "train",
-        *TASKS[task], *VARIANTS[variant],
-        f"seed={seed}", f"data.seed={DATA_SEED + seed}",
-        f"data.train.min_steps={a}", f"data.train.max_steps={b}",
-        f"data.val.min_steps={a}", f"data.val.max_steps={b}",  # model selection never sees longer steps
-        f"data.test.min_steps={c}", f"data.test.max_steps={d}", f"data.test.size={args.test_size}",
-        f"trainer.max_steps={args.steps}", f"trainer.eval_every={max(1, args.steps // 10)}",
-        f"hydra.run.dir={args.out / job_name(task, variant, seed)}",
-        *args.extra,
-    ]
+    overrides = [*TASKS[task], *VARIANTS[variant], f"seed={seed}", f"data.seed={DATA_SEED + seed}",
+                 f"data.test.size={args.test_size}",
+                 f"trainer.max_steps={args.steps}", f"trainer.eval_every={max(1, args.steps // 10)}"]
+    return train_command(overrides, args.train_steps, args.test_steps,
+                         args.out / job_name(task, variant, seed), args.extra)
 
 
 def run_counts(run_dir: Path) -> dict[str, dict] | None:

@@ -81,19 +81,25 @@ def grid(args) -> list[tuple[str, str, bool]]:
     return [(f, m, s) for f in args.families for m in args.models for s in args.scratchpad]
 
 
-def job_command(family: str, model: str, scratchpad: bool, args) -> list[str]:
-    (a, b), (c, d) = args.train_steps, args.test_steps
+def train_command(overrides: list[str], train_steps, test_steps, run_dir: Path, extra: list[str]) -> list[str]:
+    """One `msr train` job: its own overrides, then the step ranges, its folder and the extra overrides
+    (last, so they win). Shared with length_study.py."""
+    (a, b), (c, d) = train_steps, test_steps
     return [
         sys.executable, "-m", "msr.cli", "train",
-        f"data={family}",
-        *MODEL_OVERRIDES[model],
-        f"data.scratchpad={str(scratchpad).lower()}",
+        *overrides,
         f"data.train.min_steps={a}", f"data.train.max_steps={b}",
-        f"data.val.min_steps={a}", f"data.val.max_steps={b}",  # val = the training range, on purpose
+        f"data.val.min_steps={a}", f"data.val.max_steps={b}",  # val = the training range: selection never sees longer steps
         f"data.test.min_steps={c}", f"data.test.max_steps={d}",
-        f"hydra.run.dir={args.out / job_name(family, model, scratchpad)}",
-        *args.extra,
+        f"hydra.run.dir={run_dir}",
+        *extra,
     ]
+
+
+def job_command(family: str, model: str, scratchpad: bool, args) -> list[str]:
+    overrides = [f"data={family}", *MODEL_OVERRIDES[model], f"data.scratchpad={str(scratchpad).lower()}"]
+    return train_command(overrides, args.train_steps, args.test_steps,
+                         args.out / job_name(family, model, scratchpad), args.extra)
 
 
 def read_metrics(run_dir: Path) -> dict:

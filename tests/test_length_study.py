@@ -25,10 +25,10 @@ def test_job_command_pins_the_split_steps_seeds_and_budget(tmp_path):
         "data=arith", "data.scratchpad=true",
         "model=transformer", "optimizer.lr=1e-3", "optimizer.weight_decay=0.1", "model.max_len=512",
         "model.positions=rope", "model.random_positions=true",
-        "seed=1", "data.seed=1235",
-        "data.train.min_steps=1", "data.train.max_steps=4", "data.val.min_steps=1", "data.val.max_steps=4",
-        "data.test.min_steps=1", "data.test.max_steps=12", "data.test.size=1200",
+        "seed=1", "data.seed=1235", "data.test.size=1200",
         "trainer.max_steps=300", "trainer.eval_every=30",
+        "data.train.min_steps=1", "data.train.max_steps=4", "data.val.min_steps=1", "data.val.max_steps=4",
+        "data.test.min_steps=1", "data.test.max_steps=12",
         f"hydra.run.dir={tmp_path}/arith-tf-rope+random-s1",
         "device=cpu",
     ]
