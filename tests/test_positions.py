@@ -10,6 +10,7 @@ import torch
 from conftest import TINY, TINY_MODEL, read_metrics, run_msr
 from msr.config import TransformerConfig
 from msr.errors import UserError
+from msr.eval.decoding import reserve_positions
 from msr.models import build_model
 from msr.models.positions import alibi_slopes, apply_rotary, rotary_angles, rotary_frequencies
 
@@ -81,22 +82,52 @@ def test_learned_positions_refuse_past_max_len():
 
 
 @pytest.mark.parametrize("kind", ["learned", "sinusoidal", "rope"])
-def test_random_positions_in_training_only(kind):
+def test_random_positions_are_drawn_in_training_from_the_global_rng(kind):
     model = build_model(tiny(kind, random_positions=True), vocab_size=11)
     tokens = torch.randint(0, 11, (4, 5), generator=torch.Generator().manual_seed(1))
     torch.manual_seed(0)
-    first = model.position_ids(tokens, 0)
-    second = model.position_ids(tokens, 0)
+    first, _ = model.position_ids(tokens, 0, None)
+    second, _ = model.position_ids(tokens, 0, None)
     torch.manual_seed(0)
-    assert torch.equal(model.position_ids(tokens, 0), first)  # seeded: runs repeat
+    assert torch.equal(model.position_ids(tokens, 0, None)[0], first)  # seeded: runs repeat
     assert first.shape == (4, 5) and not torch.equal(first, second)
     assert bool((first.diff(dim=1) > 0).all()) and int(first.max()) < 12
     with torch.no_grad():
         a, b = model(tokens)[0], model(tokens)[0]
     assert not torch.allclose(a, b)
-    model.eval()
-    assert model.position_ids(tokens, 0).tolist() == list(range(5))
-    assert model.position_ids(tokens[:, :1], 7).tolist() == [7]
+
+
+@pytest.mark.parametrize("kind", ["learned", "sinusoidal", "rope"])
+def test_random_positions_at_evaluation_are_one_seeded_draw_that_leaves_the_rng_alone(kind):
+    model = build_model(tiny(kind, random_positions=True), vocab_size=11).eval()
+    tokens = torch.randint(0, 11, (4, 5), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    positions, plan = model.position_ids(tokens, 0, None)
+    assert torch.equal(torch.get_rng_state(), before)  # scoring does not move training's random stream
+    assert positions.shape == (4, 5) and bool((positions.diff(dim=1) > 0).all()) and int(positions.max()) < 12
+    assert positions.tolist() != [list(range(5))] * 4  # drawn as in training, not in order
+    assert torch.equal(model.position_ids(tokens, 0, None)[0], positions)  # the same every pass
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens)[0], model(tokens)[0], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["learned", "sinusoidal", "rope"])
+def test_cached_decoding_with_random_positions_equals_recomputation(kind):
+    torch.manual_seed(0)
+    model = build_model(tiny(kind, random_positions=True), vocab_size=11).eval()
+    tokens = torch.randint(0, 11, (3, 10))
+    with torch.no_grad():
+        full, _ = model(tokens)  # one draw for 10 positions
+        with reserve_positions(model, 6):  # the prompt's draw makes room for 6 more: the same 10
+            logits, state = model(tokens[:, :4])
+            for t in range(4, 9):
+                logits, state = model(tokens[:, t : t + 1], model.reorder_state(state, torch.arange(3)))
+            logits, state = model(tokens[:, 9:], state)
+            with pytest.raises(ValueError, match="positions were drawn for 10"):
+                model(tokens[:, :1], state)
+        assert model.decode_budget == 0  # outside the block, a pass draws for its own tokens
+    torch.testing.assert_close(logits[:, -1], full[:, -1], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("kw, key", [

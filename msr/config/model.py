@@ -63,9 +63,9 @@ class TransformerConfig(Validated):
     dropout: float = 0.0
     positions: Positions = Positions.learned
     max_len: int = 256  # the table's length for learned/sinusoidal; also the random_positions range
-    # in training, each sequence's positions are sorted random indices from [0, max_len), not
-    # 0..n-1 (Ruoss et al., 2023), so a longer test sequence meets no unseen position index;
-    # evaluation and decoding use 0..n-1. For learned, sinusoidal and rope
+    # each sequence's positions are sorted random indices from [0, max_len), not 0..n-1 (Ruoss et
+    # al., 2023), so a longer test sequence meets no unseen position index; drawn in evaluation and
+    # decoding too (seeded), as in training. For learned, sinusoidal and rope
     random_positions: bool = False
     tie_embeddings: bool = True
     share_layers: bool = False  # one block applied n_layers times (Universal Transformer)

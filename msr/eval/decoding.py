@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -48,18 +49,33 @@ def decode(model, prompts: list[list[int]], eos_id: int, cfg, device, seed: int 
     rows_per_batch = max(cfg.batch_size // (cfg.beam_size if cfg.strategy == "beam" else n), 1)
     for length, indices in sorted(by_length.items()):
         max_new = new_token_budget(model, length, cfg.max_new_tokens)
-        for start in range(0, len(indices), rows_per_batch):
-            chunk = indices[start : start + rows_per_batch]
-            tokens = torch.tensor([prompts[i] for i in chunk], device=device)
-            if cfg.strategy == "beam":
-                outputs = beam_search(model, tokens, eos_id, max_new, cfg.beam_size, cfg.length_penalty, n, banned)
-            else:
-                flat = extend(model, tokens.repeat_interleave(n, dim=0), eos_id, max_new, cfg, generator, banned)
-                outputs = [flat[j * n : (j + 1) * n] for j in range(len(chunk))]
-            for i, output in zip(chunk, outputs):
-                results[i] = output
+        with reserve_positions(model, max_new):
+            for start in range(0, len(indices), rows_per_batch):
+                chunk = indices[start : start + rows_per_batch]
+                tokens = torch.tensor([prompts[i] for i in chunk], device=device)
+                if cfg.strategy == "beam":
+                    outputs = beam_search(model, tokens, eos_id, max_new, cfg.beam_size, cfg.length_penalty, n, banned)
+                else:
+                    flat = extend(model, tokens.repeat_interleave(n, dim=0), eos_id, max_new, cfg, generator, banned)
+                    outputs = [flat[j * n : (j + 1) * n] for j in range(len(chunk))]
+                for i, output in zip(chunk, outputs):
+                    results[i] = output
     model.train(was_training)
     return results
+
+
+@contextmanager
+def reserve_positions(model, count: int):
+    """A Transformer with random positions draws a sequence's positions at its first pass
+    (msr/models/transformer.py): inside this block that draw covers `count` generated tokens too."""
+    layers = [m for m in model.modules() if hasattr(m, "decode_budget")]
+    for layer in layers:
+        layer.decode_budget = count
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.decode_budget = 0
 
 
 def new_token_budget(model, prompt_length: int, wanted: int) -> int:

@@ -32,6 +32,9 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext, 
     was_training = model.training
     model.eval()
     mine = distributed.shard(torch.arange(len(rows)))  # positions in `rows` this worker scores
+    # batches of similar lengths: less padding, and a Transformer with random positions draws them
+    # over about its own length, as in training (a short row in a long batch gets crowded ones)
+    mine = mine[split.lengths[rows[mine]].argsort(stable=True)]
     # per example: summed token loss, target tokens, tokens right, exactly right, right at the oracle length;
     # zero where another worker scores
     scores = torch.zeros(5, len(rows), dtype=torch.float64)

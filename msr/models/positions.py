@@ -27,11 +27,12 @@ def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
     return table
 
 
-def random_positions(batch: int, length: int, limit: int, device) -> torch.Tensor:
+def random_positions(batch: int, length: int, limit: int, device, generator=None) -> torch.Tensor:
     """[batch, length] sorted distinct indices drawn from [0, limit), one draw per sequence
-    (Ruoss et al., 2023). torch's global RNG draws them, so a seeded run repeats them."""
+    (Ruoss et al., 2023). `generator`, or torch's global RNG: a seeded run repeats them."""
     limit = max(limit, length)
-    return torch.rand(batch, limit, device=device).argsort(dim=1)[:, :length].sort(dim=1).values
+    draw = torch.rand(batch, limit, device=device, generator=generator)
+    return draw.argsort(dim=1)[:, :length].sort(dim=1).values
 
 
 def rotary_frequencies(head_dim: int) -> torch.Tensor:

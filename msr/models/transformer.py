@@ -1,7 +1,9 @@
 """A pre-LayerNorm decoder-only Transformer (GPT-2 style) on scaled_dot_product_attention.
 
-`state` is the KV cache: one (keys, values) pair per layer, each [B, heads, T_past, head_dim].
-Passing it back continues the sequence where it stopped, so decoding costs one token per call.
+`state` is (the KV cache, the positions drawn): one (keys, values) pair per layer, each
+[B, heads, T_past, head_dim], and with random positions the [B, n] positions planned for the
+sequence (else None). Passing it back continues the sequence where it stopped, so decoding
+costs one token per call.
 Keys are cached after their rotation (rope), so a cached step rotates only the new token's q, k.
 Attention is causal unless set_attention makes it bidirectional (masked-LM pretraining) or a
 prefix LM's (msr/models/masks.py).
@@ -21,6 +23,7 @@ from msr.models.positions import (alibi_bias, alibi_slopes, apply_rotary, random
                                   rotary_frequencies, sinusoidal_table)
 
 TABLES = ("learned", "sinusoidal")  # positions added to the embeddings: they end at max_len
+EVAL_POSITIONS_SEED = 0  # random positions outside training: the same draw for a sequence every pass
 
 
 class SelfAttention(nn.Module):
@@ -78,6 +81,7 @@ class TransformerLM(nn.Module):
         super().__init__()
         self.kind = str(getattr(cfg.positions, "value", cfg.positions))
         self.random_positions, self.position_range = cfg.random_positions, cfg.max_len
+        self.decode_budget = 0  # random positions drawn beyond a stateless pass's tokens: see position_ids
         self.attention_mask, self.sep_id = "causal", None  # see set_attention
         if self.kind in TABLES:
             self.max_len = cfg.max_len  # decoding and the teacher read it; rope, alibi, none have no wall
@@ -120,24 +124,39 @@ class TransformerLM(nn.Module):
             raise ValueError(f"attention mask {mode!r}: one of {', '.join(MODES)} (prefix needs the <sep> id)")
         self.attention_mask, self.sep_id = mode, sep_id
 
-    def position_ids(self, tokens: torch.Tensor, past: int) -> torch.Tensor:
-        """The positions of `tokens`: [T], or [B, T] of random ones in training.
+    def position_ids(self, tokens: torch.Tensor, past: int, plan: torch.Tensor | None):
+        """(positions of `tokens`, the plan to carry in the state): [T] in order, or [B, T] random.
 
-        Random positions (Ruoss et al., 2023) are drawn in training passes only. Evaluation and
-        cached decoding use 0..n-1: every index in [0, max_len) was seen in training, in order,
-        so the in-order positions of a longer sequence are no longer new to the model."""
+        Random positions (Ruoss et al., 2023) are drawn in every pass, as their code does: in
+        order, a model trained on random gaps would meet gaps of 1 everywhere, a distribution it
+        never saw (measured on arith with index hints, rope: 4-step exact match 0.06 in order, 1.00 drawn).
+        Training draws from the global RNG; evaluation and decoding from a generator seeded
+        afresh each pass, so a sequence scores the same every time. A pass without a state draws
+        the positions of its T tokens plus `decode_budget` more (msr/eval/decoding.py reserves
+        them for the tokens it will generate), and the state carries the draw on."""
         B, T = tokens.shape
-        if self.random_positions and self.training and past == 0:
-            return random_positions(B, T, self.position_range, tokens.device)
-        return torch.arange(past, past + T, device=tokens.device)
+        if not self.random_positions:
+            return torch.arange(past, past + T, device=tokens.device), None
+        if self.training and past == 0:
+            return random_positions(B, T, self.position_range, tokens.device), None
+        if plan is None:
+            if past:
+                raise ValueError("a cache without its positions: pass back the state the model returned")
+            generator = torch.Generator(tokens.device).manual_seed(EVAL_POSITIONS_SEED)
+            plan = random_positions(B, T + self.decode_budget, self.position_range, tokens.device, generator)
+        if past + T > plan.shape[1]:
+            raise ValueError(f"{past + T} tokens, but positions were drawn for {plan.shape[1]}: "
+                             f"reserve them first (msr.eval.decoding.reserve_positions)")
+        return plan[:, past : past + T], plan
 
     def forward(self, tokens: torch.Tensor, state=None):
-        """tokens [B, T] -> logits [B, T, V] and the KV cache after the last token."""
-        past = 0 if state is None else state[0][0].shape[2]
+        """tokens [B, T] -> logits [B, T, V] and the state (KV cache, positions) after the last token."""
+        caches, plan = (None, None) if state is None else state
+        past = 0 if caches is None else caches[0][0].shape[2]
         end = past + tokens.shape[1]
         if hasattr(self, "max_len") and end > self.max_len:
             raise ValueError(f"sequence of {end} tokens is longer than model.max_len={self.max_len}")
-        positions = self.position_ids(tokens, past)
+        positions, plan = self.position_ids(tokens, past, plan)
         x = self.embed(tokens)
         rotary, bias = None, visible_keys(self.attention_mask, tokens, self.sep_id, past)  # None: causal
         if self.kind in TABLES:
@@ -150,11 +169,13 @@ class TransformerLM(nn.Module):
         x = self.drop(x)
         cache = []
         for i, block in enumerate(self.blocks):
-            x, layer_cache = block(x, None if state is None else state[i], rotary, bias)
+            x, layer_cache = block(x, None if caches is None else caches[i], rotary, bias)
             cache.append(layer_cache)
-        return self.head(self.ln_f(x)), tuple(cache)
+        return self.head(self.ln_f(x)), (tuple(cache), plan)
 
     @staticmethod
     def reorder_state(state, index: torch.Tensor):
-        """The KV cache of sequences `index` (batch is dim 0 of every key and value tensor)."""
-        return tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in state)
+        """The state of sequences `index` (batch is dim 0 of every key, value and position tensor)."""
+        caches, plan = state
+        return (tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in caches),
+                None if plan is None else plan.index_select(0, index))
