@@ -70,9 +70,11 @@ DEFAULT_VARIANTS = [v for v in VARIANTS if v != "lstm-dot+feeding"]
 TASKS: dict[str, list[str]] = {
     "arith": ["data=arith", "data.scratchpad=true"],  # the scratchpad gives each step a token to show
     "kinship": ["data=kinship"],
-    # not in the default list: chain; arith with index hints (each operator and value after a letter)
+    # not in the default list: chain; arith with index hints (each operator and value after a letter:
+    # a sorted random subset of A-Z, or a run of consecutive letters)
     "chain": ["data=chain", "data.scratchpad=true"],
     "arith-hints": ["data=arith", "data.scratchpad=true", "data.index_hints=true"],
+    "arith-runs": ["data=arith", "data.scratchpad=true", "data.index_hints=true", "data.hint_letters=consecutive"],
 }
 DEFAULT_TASKS = ["arith", "kinship"]
 

@@ -19,6 +19,7 @@ SMALL = [*TINY, *TINY_MODEL["lstm"]]
         ("train", ["data=chain", "data.distractors=30"], "data.distractors=30 is not allowed: must be <= 24"),
         ("train", ["data.index_hints=true", "data.test.max_steps=30"],
          "data.index_hints=True is not allowed: gives each operator one of 26 letters, but a split asks for 30"),
+        ("train", ["data.hint_letters=random"], "data.hint_letters='random' is not allowed: one of sorted, consecutive"),
         ("train", ["data.train.size=0"], "data.train.size=0 is not allowed: must be a positive integer"),
         ("train", ["scheduler.warmup_steps=20"],
          "scheduler.warmup_steps=20 is not allowed: must be < trainer.max_steps=20"),

@@ -63,6 +63,20 @@ def test_arith_index_hints_label_each_operator_and_its_value():
     assert arith.count(2, hinted) == arith.count(2, SMALL) * 325  # C(26, 2) orders of letters
 
 
+def test_arith_consecutive_hints_are_a_run_of_the_alphabet_from_a_random_start():
+    rng, hinted = random.Random(5), replace(SMALL, index_hints=True, hint_letters="consecutive")
+    starts = set()
+    for _ in range(300):
+        r = arith.sample(rng, rng.randint(1, 8), hinted)
+        hints = arith.hints_of(r["input"])
+        assert len(hints) == r["steps"]
+        assert [ord(h) - ord(hints[0]) for h in hints] == list(range(r["steps"]))  # D E F G
+        assert r["scratchpad"].split(" , ")[0].startswith(hints[0] + " ")
+        starts.add(hints[0])
+    assert len(starts) >= 20  # the run starts anywhere it fits
+    assert arith.count(2, hinted) == arith.count(2, SMALL) * 25  # the run starts at A..Y
+
+
 def test_chain_scratchpad_traces_back_then_computes_forward():
     text = "a = 3 ; b = a + 2 ; c = b * 2 ; d = 7 ; c ?"
     assert chain.scratchpad(text, 100) == "c = b * 2 , b = a + 2 , a = 3 , b = 3 + 2 = 5 , c = 5 * 2 = 10"

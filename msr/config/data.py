@@ -97,17 +97,25 @@ class ArithmeticTaskConfig(TaskConfig):
                 self.operators, "a non-empty string of the characters + - *")
 
 
+HINT_LETTERS = ("sorted", "consecutive")
+
+
 @dataclass
 class ArithConfig(ArithmeticTaskConfig):
     """Chained arithmetic evaluated left to right, answer modulo `modulus`."""
 
     name: str = "arith"
-    # each operator follows a hint letter, A-Z in order, a random subset per example, and each
-    # scratchpad value its operator's letter (Zhou et al., 2023): a step finds its operands by content
+    # each operator follows a hint letter, A-Z in order, and each scratchpad value its operator's
+    # letter (Zhou et al., 2023): a step finds its operands by content
     index_hints: bool = False
+    # which letters: "sorted" (a random subset per example) or "consecutive" (a run of letters from
+    # a random start, so the next letter is the alphabet's next, at any length)
+    hint_letters: str = "sorted"
 
     def check(self, p: str) -> None:
         super().check(p)
+        require(self.hint_letters in HINT_LETTERS, p + "hint_letters", self.hint_letters,
+                f"one of {', '.join(HINT_LETTERS)}")
         if self.index_hints:
             longest = max(getattr(self, split).max_steps for split in ("train", "val", "test"))
             require(longest <= 26, p + "index_hints", self.index_hints,

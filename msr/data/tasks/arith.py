@@ -15,7 +15,8 @@ its operator's letter:
 
 so a step finds its operator and operand by content (the letter after the last one written)
 rather than by counting: the lookup is the same at every length. Training on short expressions
-still shows every letter, in every place.
+still shows every letter, in every place. With `hint_letters=consecutive` the letters are a run
+from a random start ("D E F G"): the next one is the alphabet's next, whatever the length.
 
 Rewrites: swap_operands (the first pair, where + or * commutes) and perturb_numbers (operands
 changed, answer recomputed).
@@ -45,10 +46,18 @@ def sample(rng: random.Random, steps: int, cfg) -> dict:
     words = [str(operands[0])]
     for op, x in zip(operators, operands[1:]):
         words += [op, str(x)]
-    hints = sorted(rng.sample(HINTS, steps)) if cfg.index_hints else []
+    hints = hint_letters(rng, steps, cfg.hint_letters) if cfg.index_hints else []
     text = render(words, hints)
     return {"input": text, "target": answer(text, cfg.modulus), "steps": steps,
             "scratchpad": scratchpad(text, cfg.modulus)}
+
+
+def hint_letters(rng: random.Random, steps: int, kind: str) -> list[str]:
+    """`steps` letters in alphabetical order: a random subset, or a run from a random start."""
+    if kind == "consecutive":
+        start = rng.randrange(len(HINTS) - steps + 1)
+        return list(HINTS[start : start + steps])
+    return sorted(rng.sample(HINTS, steps))
 
 
 def render(words: list[str], hints: list[str]) -> str:
@@ -97,7 +106,12 @@ def answer(text: str, modulus: int) -> str:
 
 def count(steps: int, cfg) -> int:
     """How many distinct inputs have this many steps."""
-    hinted = math.comb(len(HINTS), steps) if cfg.index_hints else 1
+    if not cfg.index_hints:
+        hinted = 1
+    elif cfg.hint_letters == "consecutive":
+        hinted = len(HINTS) - steps + 1  # the run's first letter
+    else:
+        hinted = math.comb(len(HINTS), steps)
     return cfg.modulus ** (steps + 1) * len(cfg.operators) ** steps * hinted
 
 
