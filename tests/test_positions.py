@@ -10,7 +10,9 @@ import torch
 from conftest import TINY, TINY_MODEL, read_metrics, run_msr
 from msr.config import TransformerConfig
 from msr.errors import UserError
+from msr.data.batching import EncodedSplit
 from msr.eval.decoding import reserve_positions
+from msr.eval.metrics import batches, evaluate
 from msr.models import build_model
 from msr.models.positions import alibi_slopes, apply_rotary, rotary_angles, rotary_frequencies
 
@@ -160,3 +162,24 @@ def test_rope_trains_on_sequences_longer_than_max_len_which_learned_positions_re
     assert run_msr("train", *short, "model.positions=learned", f"hydra.run.dir={in_tmp / 'a'}") == 2
     assert "model.max_len=8 is shorter than some sequences" in capsys.readouterr().err
     assert run_msr("train", *short, "model.positions=rope", f"hydra.run.dir={in_tmp / 'b'}") == 0
+
+
+def split_of(rows: list[list[int]]) -> EncodedSplit:
+    """Rows right-padded with 0; every token after the first is a target."""
+    width = max(map(len, rows))
+    inputs = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+    labels = torch.tensor([r[1:] + [-100] * (width - len(r) + 1) for r in rows])
+    return EncodedSplit(inputs, labels, torch.tensor([len(r) for r in rows]), torch.full((len(rows),), -1), 0)
+
+
+def test_with_random_positions_a_row_scores_the_same_in_any_company():
+    # a short row batched with long ones would get its positions drawn over the long length
+    torch.manual_seed(0)
+    model = build_model(tiny("rope", random_positions=True), vocab_size=11)
+    g = torch.Generator().manual_seed(2)
+    rows = [torch.randint(1, 11, (n,), generator=g).tolist() for n in (4, 11, 6, 4, 11)]
+    together = evaluate(model, split_of(rows), batch_size=8)["logprobs"]
+    alone = torch.cat([evaluate(model, split_of([r]), batch_size=8)["logprobs"] for r in rows])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+    assert batches(torch.tensor([4, 11, 6, 4, 11]), 8, one_length=True)[0].tolist() == [0, 3]
+    assert len(batches(torch.tensor([4, 11, 6, 4, 11]), 8, one_length=False)) == 1  # others: one batch

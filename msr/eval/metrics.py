@@ -32,14 +32,11 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext, 
     was_training = model.training
     model.eval()
     mine = distributed.shard(torch.arange(len(rows)))  # positions in `rows` this worker scores
-    # batches of similar lengths: less padding, and a Transformer with random positions draws them
-    # over about its own length, as in training (a short row in a long batch gets crowded ones)
-    mine = mine[split.lengths[rows[mine]].argsort(stable=True)]
     # per example: summed token loss, target tokens, tokens right, exactly right, right at the oracle length;
     # zero where another worker scores
     scores = torch.zeros(5, len(rows), dtype=torch.float64)
-    for start in range(0, len(mine), batch_size):
-        at = mine[start : start + batch_size]
+    for at in batches(split.lengths[rows[mine]], batch_size, one_length=draws_positions(model)):
+        at = mine[at]
         inputs, labels = split.batch(rows[at])
         with autocast():
             logits, _ = model(inputs)
@@ -63,6 +60,22 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext, 
         "logprobs": -loss_sums.float(),  # of each whole target (and its <eos>)
         "correct": correct,  # per example, what accuracy counts (training runs write it to predictions.jsonl)
     }
+
+
+def draws_positions(model) -> bool:
+    """A Transformer with random positions draws a sequence's positions over the batch's length."""
+    return any(getattr(m, "random_positions", False) for m in model.modules())
+
+
+def batches(lengths: torch.Tensor, batch_size: int, one_length: bool) -> list[torch.Tensor]:
+    """Indices into `lengths` in batches of similar lengths, so little padding is scored; with
+    `one_length`, of one length each, so a row with random positions gets them drawn over its own
+    length (in a longer batch they would be crowded closer than any training row's)."""
+    order = lengths.argsort(stable=True)
+    if not one_length:
+        return list(order.split(batch_size))
+    groups = order.split(torch.unique_consecutive(lengths[order], return_counts=True)[1].tolist())
+    return [chunk for group in groups for chunk in group.split(batch_size)]
 
 
 def oracle_length_hits(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -129,10 +129,11 @@ class TransformerLM(nn.Module):
 
         Random positions (Ruoss et al., 2023) are drawn in every pass, as their code does: in
         order, a model trained on random gaps would meet gaps of 1 everywhere, a distribution it
-        never saw (measured on arith with index hints, rope: 4-step exact match 0.06 in order, 1.00 drawn).
+        never saw (arith with index hints, rope: 4-step exact match 0.06 in order, 1.00 drawn).
         Training draws from the global RNG; evaluation and decoding from a generator seeded
-        afresh each pass, so a sequence scores the same every time. A pass without a state draws
-        the positions of its T tokens plus `decode_budget` more (msr/eval/decoding.py reserves
+        afresh each pass, one draw per length, so a sequence scores the same every time and in
+        any batch (msr/eval/metrics.py batches such a model's rows by length). A pass without a
+        state draws for its T tokens plus `decode_budget` more (msr/eval/decoding.py reserves
         them for the tokens it will generate), and the state carries the draw on."""
         B, T = tokens.shape
         if not self.random_positions:
@@ -143,7 +144,8 @@ class TransformerLM(nn.Module):
             if past:
                 raise ValueError("a cache without its positions: pass back the state the model returned")
             generator = torch.Generator(tokens.device).manual_seed(EVAL_POSITIONS_SEED)
-            plan = random_positions(B, T + self.decode_budget, self.position_range, tokens.device, generator)
+            plan = random_positions(1, T + self.decode_budget, self.position_range, tokens.device, generator)
+            plan = plan.expand(B, -1)  # one draw for every row: a row's score does not depend on its batch
         if past + T > plan.shape[1]:
             raise ValueError(f"{past + T} tokens, but positions were drawn for {plan.shape[1]}: "
                              f"reserve them first (msr.eval.decoding.reserve_positions)")
