@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import run_msr
 
@@ -103,7 +104,7 @@ def test_every_benchmarked_option_is_a_valid_change_of_its_baseline():
 
 
 @pytest.mark.parametrize("preset, expected", [
-    ("arith_length", ["name: transformer", "positions: none", "scratchpad: true", "max_steps: 12", "max_steps: 20000"]),
+    ("arith_length", ["name: transformer", "positions: rope", "hint_letters: consecutive", "max_steps: 12"]),
     ("scan_length", ["name: lstm", "attention: dot", "name: scan_length", "max_steps: 8000"]),
     ("kinship_length", ["name: transformer", "positions: none", "name: kinship", "max_steps: 12", "max_steps: 10000"]),
 ])
@@ -111,3 +112,19 @@ def test_length_presets_compose(preset, expected, capsys, in_tmp):
     assert run_msr("train", f"+experiment={preset}", "--cfg", "job") == 0
     out = capsys.readouterr().out
     assert [line for line in expected if line not in out] == []
+
+
+def composed(capsys, *overrides) -> dict:
+    assert run_msr("train", *overrides, "--cfg", "job") == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_the_arith_length_preset_is_the_study_run_it_reports(capsys, in_tmp):
+    # the preset's comment and the README quote the study's arith-runs x tf-rope+random run
+    args = length_study.parse_args(["--steps", "10000", "--test-size", "600"])
+    study = composed(capsys, *length_study.job_command("arith-runs", "tf-rope+random", 0, args)[4:-1])
+    preset = composed(capsys, "+experiment=arith_length")
+    for key in ("model", "data", "optimizer", "scheduler"):
+        assert preset[key] == study[key], key
+    assert {k: preset["trainer"][k] for k in ("max_steps", "batch_size")} == \
+        {k: study["trainer"][k] for k in ("max_steps", "batch_size")}
