@@ -68,12 +68,13 @@ def draws_positions(model) -> bool:
 
 
 def batches(lengths: torch.Tensor, batch_size: int, one_length: bool) -> list[torch.Tensor]:
-    """Indices into `lengths` in batches of similar lengths, so little padding is scored; with
-    `one_length`, of one length each, so a row with random positions gets them drawn over its own
-    length (in a longer batch they would be crowded closer than any training row's)."""
-    order = lengths.argsort(stable=True)
+    """Indices into `lengths` in batches: in order, or with `one_length` of one length each, so a
+    row with random positions gets them drawn over its own length (in a longer batch they would
+    be crowded closer than any training row's). Other models keep the order: their float sums
+    would move in the last bits with the batches."""
     if not one_length:
-        return list(order.split(batch_size))
+        return list(torch.arange(len(lengths)).split(batch_size))
+    order = lengths.argsort(stable=True)
     groups = order.split(torch.unique_consecutive(lengths[order], return_counts=True)[1].tolist())
     return [chunk for group in groups for chunk in group.split(batch_size)]
 
