@@ -24,9 +24,12 @@ Transformer steps in 570 s on a free 2-core machine, ~0.03 s a step). From that 
 10,000-step run takes ~5-6 minutes with its test, so the default study (2 tasks x 10 variants x
 3 seeds = 60 runs, 42 of them Transformers) is ~6-7 hours on 2 free cores, the 6 lstm-additive
 runs ~20 minutes each (additive scores train ~7.6x slower than the plain LSTM: bench_options.py):
-more than a 180-minute session (~35 Transformer runs). What fits on 2 cores: --seeds 0 (20 runs, ~2 hours). Fewer steps do
-not help the Transformers, which learn arith only after ~8,000 steps. The 3-seed study wants a
-GPU (`-- device=cuda`) or a larger machine with --jobs (each job gets cores/jobs threads).
+more than a 180-minute session (~35 Transformer runs). What fits on 2 cores: --seeds 0 (20 runs,
+~2 hours). Measured 2026-12-07 with 2-4 one-thread runs sharing the 2 cores: a 10,000-step arith
+Transformer run with its test took 1,025-1,366 s, kinship ~2,600 s, chain (batch 64, ~100-token
+rows) over an hour. Fewer steps do not help on plain arith, learned only after ~8,000 steps (with
+index hints: ~2,000). The 3-seed study wants a GPU (`-- device=cuda`) or a larger machine with
+--jobs (each job gets cores/jobs threads).
 
 Run:  python scripts/length_study.py [--tasks arith,kinship] [--variants tf-rope,lstm-dot]
           [--seeds 0 1 2] [--steps 10000] [--jobs 2] [--out DIR] [-- device=cuda ...]

@@ -107,6 +107,7 @@ def test_every_benchmarked_option_is_a_valid_change_of_its_baseline():
     ("arith_length", ["name: transformer", "positions: rope", "hint_letters: consecutive", "max_steps: 12"]),
     ("scan_length", ["name: lstm", "attention: dot", "name: scan_length", "max_steps: 8000"]),
     ("kinship_length", ["name: transformer", "positions: none", "name: kinship", "max_steps: 12", "max_steps: 10000"]),
+    ("chain_length", ["name: transformer", "positions: none", "name: chain", "modulus: 10", "max_steps: 6"]),
 ])
 def test_length_presets_compose(preset, expected, capsys, in_tmp):
     assert run_msr("train", f"+experiment={preset}", "--cfg", "job") == 0
@@ -119,11 +120,17 @@ def composed(capsys, *overrides) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
-def test_the_arith_length_preset_is_the_study_run_it_reports(capsys, in_tmp):
-    # the preset's comment and the README quote the study's arith-runs x tf-rope+random run
-    args = length_study.parse_args(["--steps", "10000", "--test-size", "600"])
-    study = composed(capsys, *length_study.job_command("arith-runs", "tf-rope+random", 0, args)[4:-1])
-    preset = composed(capsys, "+experiment=arith_length")
+@pytest.mark.parametrize("preset, task, variant, study_args", [
+    ("arith_length", "arith-runs", "tf-rope+random", ["--test-size", "600"]),
+    ("chain_length", "chain", "tf-none", ["--test-size", "600", "--test-steps", "1-6", "--",
+                                          "data.modulus=10", "trainer.batch_size=64", "data.train.size=100000"]),
+])
+def test_a_length_preset_is_the_study_run_it_reports(preset, task, variant, study_args, capsys, in_tmp):
+    # the presets' comments and the README quote these study runs
+    args = length_study.parse_args(["--steps", "10000", *study_args])
+    command = [o for o in length_study.job_command(task, variant, 0, args)[4:] if not o.startswith("hydra.")]
+    study = composed(capsys, *command)
+    preset = composed(capsys, f"+experiment={preset}")
     for key in ("model", "data", "optimizer", "scheduler"):
         assert preset[key] == study[key], key
     assert {k: preset["trainer"][k] for k in ("max_steps", "batch_size")} == \
