@@ -129,7 +129,7 @@ class TransformerLM(nn.Module):
 
         Random positions (Ruoss et al., 2023) are drawn in every pass, as their code does: in
         order, a model trained on random gaps would meet gaps of 1 everywhere, a distribution it
-        never saw (arith with index hints, rope: 4-step exact match 0.06 in order, 1.00 drawn).
+        never saw (arith with index hints, rope: 4-step exact match 0.03 in order, 1.00 drawn).
         Training draws from the global RNG; evaluation and decoding from a generator seeded
         afresh each pass, one draw per length, so a sequence scores the same every time and in
         any batch (msr/eval/metrics.py batches such a model's rows by length). A pass without a
