@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from msr.models.positions import random_position_models
+
 
 @dataclass
 class Decoded:
@@ -68,7 +70,7 @@ def decode(model, prompts: list[list[int]], eos_id: int, cfg, device, seed: int 
 def reserve_positions(model, count: int):
     """A Transformer with random positions draws a sequence's positions at its first pass
     (msr/models/transformer.py): inside this block that draw covers `count` generated tokens too."""
-    layers = [m for m in model.modules() if hasattr(m, "decode_budget")]
+    layers = random_position_models(model)
     for layer in layers:
         layer.decode_budget = count
     try:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from msr import distributed
 from msr.data.batching import IGNORE, EncodedSplit
 from msr.eval.scores import steps_breakdown
+from msr.models.positions import random_position_models
 
 
 @torch.no_grad()
@@ -35,7 +36,7 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext, 
     # per example: summed token loss, target tokens, tokens right, exactly right, right at the oracle length;
     # zero where another worker scores
     scores = torch.zeros(5, len(rows), dtype=torch.float64)
-    for at in batches(split.lengths[rows[mine]], batch_size, one_length=draws_positions(model)):
+    for at in batches(split.lengths[rows[mine]], batch_size, one_length=bool(random_position_models(model))):
         at = mine[at]
         inputs, labels = split.batch(rows[at])
         with autocast():
@@ -60,11 +61,6 @@ def evaluate(model, split: EncodedSplit, batch_size: int, autocast=nullcontext, 
         "logprobs": -loss_sums.float(),  # of each whole target (and its <eos>)
         "correct": correct,  # per example, what accuracy counts (training runs write it to predictions.jsonl)
     }
-
-
-def draws_positions(model) -> bool:
-    """A Transformer with random positions draws a sequence's positions over the batch's length."""
-    return any(getattr(m, "random_positions", False) for m in model.modules())
 
 
 def batches(lengths: torch.Tensor, batch_size: int, one_length: bool) -> list[torch.Tensor]:

@@ -35,6 +35,12 @@ def random_positions(batch: int, length: int, limit: int, device, generator=None
     return draw.argsort(dim=1)[:, :length].sort(dim=1).values
 
 
+def random_position_models(model) -> list:
+    """The Transformers inside `model` (itself, or an ensemble's members) with random positions:
+    they draw a sequence's positions over the length of the pass that starts it."""
+    return [m for m in model.modules() if getattr(m, "random_positions", False)]
+
+
 def rotary_frequencies(head_dim: int) -> torch.Tensor:
     """θ_i = base^(-2i/head_dim) for the head_dim/2 rotated pairs."""
     return ROTARY_BASE ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
