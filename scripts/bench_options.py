@@ -41,6 +41,7 @@ OPTIONS: dict[str, tuple[str, dict]] = {
     "none": ("transformer", {"positions": "none"}),
     "learned+random": ("transformer", {"random_positions": True}),
     "rope+random": ("transformer", {"positions": "rope", "random_positions": True}),
+    "rope+random-log": ("transformer", {"positions": "rope", "random_positions": True, "random_range": "log_uniform"}),
     "lstm-dot": ("lstm", {"attention": "dot"}),
     "lstm-additive": ("lstm", {"attention": "additive"}),
     "lstm-dot+feeding": ("lstm", {"attention": "dot", "input_feeding": True}),

@@ -62,6 +62,8 @@ VARIANTS: dict[str, list[str]] = {
     "tf-none": [*TRANSFORMER, "model.positions=none"],
     "tf-learned+random": [*TRANSFORMER, "model.positions=learned", "model.random_positions=true"],
     "tf-rope+random": [*TRANSFORMER, "model.positions=rope", "model.random_positions=true"],
+    "tf-rope+random-log": [*TRANSFORMER, "model.positions=rope", "model.random_positions=true",
+                           "model.random_range=log_uniform"],
     "lstm": ["model=lstm"],
     "lstm-dot": ["model=lstm", "model.attention=dot"],
     "lstm-additive": ["model=lstm", "model.attention=additive"],

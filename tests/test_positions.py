@@ -14,7 +14,8 @@ from msr.data.batching import EncodedSplit
 from msr.eval.decoding import reserve_positions
 from msr.eval.metrics import batches, evaluate
 from msr.models import build_model
-from msr.models.positions import alibi_slopes, apply_rotary, rotary_angles, rotary_frequencies
+from msr.models.positions import (alibi_slopes, apply_rotary, random_position_models, random_positions,
+                                  rotary_angles, rotary_frequencies)
 
 KINDS = ["learned", "sinusoidal", "rope", "alibi", "none"]
 
@@ -132,9 +133,39 @@ def test_cached_decoding_with_random_positions_equals_recomputation(kind):
     torch.testing.assert_close(logits[:, -1], full[:, -1], atol=1e-5, rtol=0)
 
 
+def test_log_uniform_spans_cover_dense_and_sparse_draws_in_the_expected_proportions():
+    torch.manual_seed(0)
+    length, limit = 10, 160
+    drawn = random_positions(20000, length, limit, "cpu", log_uniform=True)
+    assert bool((drawn.diff(dim=1) > 0).all()) and int(drawn.min()) >= 0 and int(drawn.max()) < limit
+    # span R = length * (limit/length)**u, u uniform: P(R <= 2 * length) = log 2 / log 16 = 1/4;
+    # a row's last position is below its span
+    dense = (drawn[:, -1] < 2 * length).float().mean().item()
+    assert 0.25 <= dense <= 0.25 + 0.1  # rows whose span is above 2 * length can still end below it
+    # exactly 0..n-1 when R < length + 1: log 1.1 / log 16 = 0.034 of rows (and a few with R = 11)
+    assert 0.03 <= (drawn[:, -1] == length - 1).float().mean().item() <= 0.05
+    assert (drawn[:, -1] >= limit // 2).float().mean().item() > 0.15  # and some spread over the range
+    fixed = random_positions(20000, length, limit, "cpu")
+    assert (fixed[:, -1] < 2 * length).float().mean().item() < 0.001  # max_len: never dense
+
+
+def test_log_uniform_random_positions_evaluate_and_decode_in_order():
+    torch.manual_seed(0)
+    drawn = build_model(tiny("rope", random_positions=True, random_range="log_uniform"), vocab_size=11)
+    in_order = build_model(tiny("rope"), vocab_size=11)
+    in_order.load_state_dict(drawn.state_dict())
+    tokens = torch.randint(0, 11, (3, 8))
+    assert not torch.equal(drawn.position_ids(tokens, 0, None)[0], torch.arange(8).expand(3, -1))  # training draws
+    drawn.eval(), in_order.eval()
+    assert random_position_models(drawn) == []  # nothing to reserve for decoding, no batching by length
+    with torch.no_grad():
+        torch.testing.assert_close(drawn(tokens)[0], in_order(tokens)[0], atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("kw, key", [
     ({"positions": "rope", "d_model": 15, "n_heads": 3}, "model.positions"),
     ({"positions": "alibi", "random_positions": True}, "model.random_positions"),
+    ({"positions": "rope", "random_range": "log_uniform"}, "model.random_range"),
 ])
 def test_bad_position_settings_are_refused_in_one_line(kw, key):
     with pytest.raises(UserError, match=key) as err:

@@ -18,6 +18,11 @@ class Positions(str, Enum):
     none = "none"  # NoPE, the causal mask alone: no length limit
 
 
+class RandomRange(str, Enum):
+    max_len = "max_len"  # every sequence from [0, max_len) (Ruoss et al.); drawn at evaluation too
+    log_uniform = "log_uniform"  # from [0, R), R log-uniform in [length, max_len]; evaluated in order
+
+
 class Attention(str, Enum):
     none = "none"  # the recurrent state alone
     dot = "dot"  # Luong's dot scores (scaled by 1/sqrt(hidden_size))
@@ -67,6 +72,12 @@ class TransformerConfig(Validated):
     # al., 2023), so a longer test sequence meets no unseen position index; drawn in evaluation and
     # decoding too (seeded), as in training. For learned, sinusoidal and rope
     random_positions: bool = False
+    # where they are drawn from. max_len: every sequence spreads over [0, max_len), so a longer
+    # sequence's positions sit closer together than any training sequence's. log_uniform: each
+    # training sequence over its own [0, R), R log-uniform between its length and max_len, so
+    # gaps of 1 (R = length) and long distances are both seen; evaluation and decoding use
+    # positions in order, the dense end of that range, at any length
+    random_range: RandomRange = RandomRange.max_len
     tie_embeddings: bool = True
     share_layers: bool = False  # one block applied n_layers times (Universal Transformer)
 
@@ -83,3 +94,6 @@ class TransformerConfig(Validated):
         require(not self.random_positions or self.positions in ("learned", "sinusoidal", "rope"),
                 p + "random_positions", self.random_positions,
                 f"works with model.positions=learned|sinusoidal|rope, not {Positions(self.positions).value}")
+        require(self.random_range == "max_len" or self.random_positions, p + "random_range",
+                RandomRange(self.random_range).value, "says where random positions are drawn from: "
+                "set model.random_positions=true with it")

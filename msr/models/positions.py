@@ -27,18 +27,26 @@ def sinusoidal_table(max_len: int, d_model: int) -> torch.Tensor:
     return table
 
 
-def random_positions(batch: int, length: int, limit: int, device, generator=None) -> torch.Tensor:
+def random_positions(batch: int, length: int, limit: int, device, generator=None,
+                     log_uniform: bool = False) -> torch.Tensor:
     """[batch, length] sorted distinct indices drawn from [0, limit), one draw per sequence
-    (Ruoss et al., 2023). `generator`, or torch's global RNG: a seeded run repeats them."""
+    (Ruoss et al., 2023); with `log_uniform`, each sequence's from its own [0, R), R drawn
+    log-uniformly in [length, limit]. `generator`, or torch's global RNG: a seeded run repeats them."""
     limit = max(limit, length)
     draw = torch.rand(batch, limit, device=device, generator=generator)
+    if log_uniform:
+        scale = torch.rand(batch, 1, device=device, generator=generator)
+        span = (length * (limit / length) ** scale).floor().clamp(length, limit)
+        draw = draw.masked_fill(torch.arange(limit, device=device) >= span, 2.0)  # after every valid index
     return draw.argsort(dim=1)[:, :length].sort(dim=1).values
 
 
 def random_position_models(model) -> list:
     """The Transformers inside `model` (itself, or an ensemble's members) with random positions:
-    they draw a sequence's positions over the length of the pass that starts it."""
-    return [m for m in model.modules() if getattr(m, "random_positions", False)]
+    drawn at evaluation too, they draw a sequence's positions over the length of the pass that
+    starts it (random_range=log_uniform evaluates in order and is not among them)."""
+    return [m for m in model.modules() if getattr(m, "random_positions", False)
+            and getattr(m, "random_range", "max_len") == "max_len"]
 
 
 def rotary_frequencies(head_dim: int) -> torch.Tensor:

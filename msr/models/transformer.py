@@ -81,6 +81,8 @@ class TransformerLM(nn.Module):
         super().__init__()
         self.kind = str(getattr(cfg.positions, "value", cfg.positions))
         self.random_positions, self.position_range = cfg.random_positions, cfg.max_len
+        random_range = getattr(cfg, "random_range", "max_len")  # runs saved before it was an option
+        self.random_range = str(getattr(random_range, "value", random_range))
         self.decode_budget = 0  # random positions drawn beyond a stateless pass's tokens: see position_ids
         self.attention_mask, self.sep_id = "causal", None  # see set_attention
         if self.kind in TABLES:
@@ -134,12 +136,15 @@ class TransformerLM(nn.Module):
         afresh each pass, one draw per length, so a sequence scores the same every time and in
         any batch (msr/eval/metrics.py batches such a model's rows by length). A pass without a
         state draws for its T tokens plus `decode_budget` more (msr/eval/decoding.py reserves
-        them for the tokens it will generate), and the state carries the draw on."""
+        them for the tokens it will generate), and the state carries the draw on. With
+        random_range=log_uniform, training draws each sequence's positions from a span of its own
+        and every other pass takes them in order (the densest span training saw)."""
         B, T = tokens.shape
-        if not self.random_positions:
+        log_uniform = self.random_range == "log_uniform"
+        if self.training and past == 0 and self.random_positions:
+            return random_positions(B, T, self.position_range, tokens.device, log_uniform=log_uniform), None
+        if not self.random_positions or log_uniform:
             return torch.arange(past, past + T, device=tokens.device), None
-        if self.training and past == 0:
-            return random_positions(B, T, self.position_range, tokens.device), None
         if plan is None:
             if past:
                 raise ValueError("a cache without its positions: pass back the state the model returned")
