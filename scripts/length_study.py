@@ -70,7 +70,7 @@ VARIANTS: dict[str, list[str]] = {
     # not in the default list: a Python loop over time steps, several times slower to train
     "lstm-dot+feeding": ["model=lstm", "model.attention=dot", "model.input_feeding=true"],
 }
-DEFAULT_VARIANTS = [v for v in VARIANTS if v != "lstm-dot+feeding"]
+DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("lstm-dot+feeding", "tf-rope+random-log")]
 
 TASKS: dict[str, list[str]] = {
     "arith": ["data=arith", "data.scratchpad=true"],  # the scratchpad gives each step a token to show
