@@ -64,13 +64,14 @@ VARIANTS: dict[str, list[str]] = {
     "tf-rope+random": [*TRANSFORMER, "model.positions=rope", "model.random_positions=true"],
     "tf-rope+random-log": [*TRANSFORMER, "model.positions=rope", "model.random_positions=true",
                            "model.random_range=log_uniform"],
+    "tf-rope+gap": [*TRANSFORMER, "model.positions=rope", "model.random_target_gap=64"],
     "lstm": ["model=lstm"],
     "lstm-dot": ["model=lstm", "model.attention=dot"],
     "lstm-additive": ["model=lstm", "model.attention=additive"],
     # not in the default list: a Python loop over time steps, several times slower to train
     "lstm-dot+feeding": ["model=lstm", "model.attention=dot", "model.input_feeding=true"],
 }
-DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("lstm-dot+feeding", "tf-rope+random-log")]
+DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("lstm-dot+feeding", "tf-rope+random-log", "tf-rope+gap")]
 
 TASKS: dict[str, list[str]] = {
     "arith": ["data=arith", "data.scratchpad=true"],  # the scratchpad gives each step a token to show
@@ -80,6 +81,9 @@ TASKS: dict[str, list[str]] = {
     "chain": ["data=chain", "data.scratchpad=true"],
     "arith-hints": ["data=arith", "data.scratchpad=true", "data.index_hints=true"],
     "arith-runs": ["data=arith", "data.scratchpad=true", "data.index_hints=true", "data.hint_letters=consecutive"],
+    # ... and each scratchpad step copying its operator and operand before the value
+    "arith-ops": ["data=arith", "data.scratchpad=true", "data.index_hints=true", "data.hint_letters=consecutive",
+                  "data.scratchpad_operands=true"],
 }
 DEFAULT_TASKS = ["arith", "kinship"]
 

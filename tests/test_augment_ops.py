@@ -187,6 +187,13 @@ def test_arith_rewrites_keep_the_index_hints_in_place():
         assert words[1::3] == ["B", "K", "="] and new["target"] == arith.answer(new["input"], 10)
 
 
+def test_arith_rewrites_write_the_scratchpad_the_way_the_task_does():
+    record = {"input": "3 B + 4 K * 2 =", "target": "4", "scratchpad": "3 , B + 4 7 , K * 2 4"}
+    cfg = ArithConfig(index_hints=True, scratchpad_operands=True)
+    new = OPERATIONS["swap_operands"].apply(record, random.Random(0), Context("arith", cfg, []))
+    assert (new["input"], new["scratchpad"]) == ("4 B + 3 K * 2 =", "4 , B + 3 7 , K * 2 4")
+
+
 def test_chain_by_hand():
     record = {"input": "a = 3 ; b = a + 2 ; d = 7 ; b ?", "target": "5", "steps": 1,
               "scratchpad": "b = a + 2 , a = 3 , b = 3 + 2 = 5"}

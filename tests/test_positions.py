@@ -15,7 +15,7 @@ from msr.eval.decoding import reserve_positions
 from msr.eval.metrics import batches, evaluate
 from msr.models import build_model
 from msr.models.positions import (alibi_slopes, apply_rotary, random_position_models, random_positions,
-                                  rotary_angles, rotary_frequencies)
+                                  rotary_angles, rotary_frequencies, target_gap_positions)
 
 KINDS = ["learned", "sinusoidal", "rope", "alibi", "none"]
 
@@ -162,8 +162,32 @@ def test_log_uniform_random_positions_evaluate_and_decode_in_order():
         torch.testing.assert_close(drawn(tokens)[0], in_order(tokens)[0], atol=0, rtol=0)
 
 
+def test_a_random_target_gap_shifts_each_rows_target_and_nothing_else():
+    sep = 2
+    tokens = torch.tensor([[5, 6, sep, 7, 8, 3], [5, sep, 7, 8, 3, 0], [5, 6, 7, 8, 9, 9]])
+    torch.manual_seed(0)
+    drawn = torch.stack([target_gap_positions(tokens, sep, 10) for _ in range(2000)])  # [draws, B, T]
+    gap = drawn[:, :, -1] - 5
+    assert int(gap.min()) == 0 and int(gap.max()) == 10  # each gap in 0..10, both ends drawn
+    assert (gap[:, :2] == 0).float().mean().item() == pytest.approx(1 / 11, abs=0.02)
+    order = torch.arange(6)
+    assert bool((drawn[:, 0, :2] == order[:2]).all()) and bool((drawn[:, 1, :1] == order[:1]).all())  # inputs in order
+    assert bool((drawn[:, 0, 2:] == order[2:] + gap[:, :1]).all())  # the <sep> and the target: one shift
+    assert bool((drawn[:, 1, 1:] == order[1:] + gap[:, 1:2]).all())
+    assert bool((drawn[:, 2] == order).all())  # no <sep>: nothing to shift
+
+    model = build_model(tiny("rope", random_target_gap=10), vocab_size=11)
+    model.set_attention("causal", sep)
+    assert not torch.equal(model.position_ids(tokens, 0, None)[0], order.expand(3, -1))  # training shifts
+    model.eval()
+    assert torch.equal(model.position_ids(tokens, 0, None)[0], order) and random_position_models(model) == []
+
+
 @pytest.mark.parametrize("kw, key", [
     ({"positions": "rope", "d_model": 15, "n_heads": 3}, "model.positions"),
+    ({"positions": "learned", "random_target_gap": 8}, "model.random_target_gap"),
+    ({"positions": "rope", "random_positions": True, "random_target_gap": 8}, "model.random_target_gap"),
+    ({"positions": "rope", "random_target_gap": -1}, "model.random_target_gap"),
     ({"positions": "alibi", "random_positions": True}, "model.random_positions"),
     ({"positions": "rope", "random_range": "log_uniform"}, "model.random_range"),
 ])
@@ -186,6 +210,18 @@ def test_a_rope_transformer_trains_and_evaluates(in_tmp):
     assert read_metrics(run)["status"] == "completed"
     assert run_msr("evaluate", f"run={run}", "hydra.run.dir=eval") == 0
     assert read_metrics(in_tmp / "eval")["status"] == "completed"
+
+
+def test_a_random_target_gap_takes_effect_in_training_only(in_tmp):
+    """msr train hands the model its <sep> id (the gap would fail without it); the same seed with
+    and without the gap trains differently, and the gap run's test is scored in order."""
+    common = [*TINY, *TINY_MODEL["transformer"], "model.positions=rope", "trainer.max_steps=6"]
+    assert run_msr("train", *common, "model.random_target_gap=32", "hydra.run.dir=gap") == 0
+    assert run_msr("train", *common, "hydra.run.dir=plain") == 0
+    gap, plain = (read_metrics(in_tmp / name)["metrics"] for name in ("gap", "plain"))
+    assert gap["val/loss"] != plain["val/loss"]
+    assert run_msr("evaluate", "run=gap", "hydra.run.dir=eval") == 0
+    assert read_metrics(in_tmp / "eval")["metrics"]["test/loss"] == pytest.approx(gap["test/loss"], rel=1e-6)
 
 
 def test_rope_trains_on_sequences_longer_than_max_len_which_learned_positions_refuse(in_tmp, capsys):

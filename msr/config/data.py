@@ -111,6 +111,9 @@ class ArithConfig(ArithmeticTaskConfig):
     # which letters: "sorted" (a random subset per example) or "consecutive" (a run of letters from
     # a random start, so the next letter is the alphabet's next, at any length)
     hint_letters: str = "sorted"
+    # each scratchpad step copies its operator and operand before its value ("B + 5 2"), after the
+    # first operand: a step's value then depends on tokens at fixed distances, at any length
+    scratchpad_operands: bool = False
 
     def check(self, p: str) -> None:
         super().check(p)

@@ -78,6 +78,10 @@ class TransformerConfig(Validated):
     # gaps of 1 (R = length) and long distances are both seen; evaluation and decoding use
     # positions in order, the dense end of that range, at any length
     random_range: RandomRange = RandomRange.max_len
+    # in training, each row's positions from its <sep> on move on by a random 0..random_target_gap,
+    # so how far the target sits from the input says nothing about which input token a step reads;
+    # evaluation and decoding use positions in order (gap 0, seen in training). For rope
+    random_target_gap: int = 0
     tie_embeddings: bool = True
     share_layers: bool = False  # one block applied n_layers times (Universal Transformer)
 
@@ -94,6 +98,11 @@ class TransformerConfig(Validated):
         require(not self.random_positions or self.positions in ("learned", "sinusoidal", "rope"),
                 p + "random_positions", self.random_positions,
                 f"works with model.positions=learned|sinusoidal|rope, not {Positions(self.positions).value}")
+        require(self.random_target_gap >= 0, p + "random_target_gap", self.random_target_gap, "must be >= 0")
+        require(not self.random_target_gap or (self.positions == "rope" and not self.random_positions),
+                p + "random_target_gap", self.random_target_gap,
+                "shifts rope positions in order: set model.positions=rope and model.random_positions=false, "
+                "or model.random_target_gap=0")
         require(self.random_range == "max_len" or self.random_positions, p + "random_range",
                 RandomRange(self.random_range).value, "says where random positions are drawn from: "
                 "set model.random_positions=true with it")

@@ -41,6 +41,19 @@ def random_positions(batch: int, length: int, limit: int, device, generator=None
     return draw.argsort(dim=1)[:, :length].sort(dim=1).values
 
 
+def target_gap_positions(tokens: torch.Tensor, sep_id: int | None, limit: int, generator=None) -> torch.Tensor:
+    """[B, T] positions in order, each row's from its first <sep> on shifted by its own random gap
+    in [0, limit] (torch's global RNG unless `generator`): the distance from a target token back to
+    the input then varies from row to row, while distances within the input and within the target
+    stay exact. A row without <sep> is not shifted."""
+    if sep_id is None:
+        raise ValueError("random_target_gap needs the <sep> id: model.set_attention(mode, sep_id)")
+    B, T = tokens.shape
+    gap = torch.randint(0, limit + 1, (B, 1), device=tokens.device, generator=generator)
+    after_input = (tokens == sep_id).cumsum(dim=1) > 0  # the first <sep> and all after it
+    return torch.arange(T, device=tokens.device)[None, :] + gap * after_input
+
+
 def random_position_models(model) -> list:
     """The Transformers inside `model` (itself, or an ensemble's members) with random positions:
     drawn at evaluation too, they draw a sequence's positions over the length of the pass that

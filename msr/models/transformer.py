@@ -20,7 +20,7 @@ from torch import nn
 
 from msr.models.masks import MODES, symmetric_alibi, visible_keys
 from msr.models.positions import (alibi_bias, alibi_slopes, apply_rotary, random_positions, rotary_angles,
-                                  rotary_frequencies, sinusoidal_table)
+                                  rotary_frequencies, sinusoidal_table, target_gap_positions)
 
 TABLES = ("learned", "sinusoidal")  # positions added to the embeddings: they end at max_len
 EVAL_POSITIONS_SEED = 0  # random positions outside training: the same draw for a sequence every pass
@@ -83,6 +83,7 @@ class TransformerLM(nn.Module):
         self.random_positions, self.position_range = cfg.random_positions, cfg.max_len
         random_range = getattr(cfg, "random_range", "max_len")  # runs saved before it was an option
         self.random_range = str(getattr(random_range, "value", random_range))
+        self.random_target_gap = getattr(cfg, "random_target_gap", 0)
         self.decode_budget = 0  # random positions drawn beyond a stateless pass's tokens: see position_ids
         self.attention_mask, self.sep_id = "causal", None  # see set_attention
         if self.kind in TABLES:
@@ -138,9 +139,12 @@ class TransformerLM(nn.Module):
         state draws for its T tokens plus `decode_budget` more (msr/eval/decoding.py reserves
         them for the tokens it will generate), and the state carries the draw on. With
         random_range=log_uniform, training draws each sequence's positions from a span of its own
-        and every other pass takes them in order (the densest span training saw)."""
+        and every other pass takes them in order (the densest span training saw). With
+        random_target_gap, training shifts each row's target by a random gap; in order otherwise."""
         B, T = tokens.shape
         log_uniform = self.random_range == "log_uniform"
+        if self.training and past == 0 and self.random_target_gap:
+            return target_gap_positions(tokens, self.sep_id, self.random_target_gap), None
         if self.training and past == 0 and self.random_positions:
             return random_positions(B, T, self.position_range, tokens.device, log_uniform=log_uniform), None
         if not self.random_positions or log_uniform:

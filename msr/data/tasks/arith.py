@@ -49,7 +49,7 @@ def sample(rng: random.Random, steps: int, cfg) -> dict:
     hints = hint_letters(rng, steps, cfg.hint_letters) if cfg.index_hints else []
     text = render(words, hints)
     return {"input": text, "target": answer(text, cfg.modulus), "steps": steps,
-            "scratchpad": scratchpad(text, cfg.modulus)}
+            "scratchpad": scratchpad(text, cfg.modulus, cfg.scratchpad_operands)}
 
 
 def hint_letters(rng: random.Random, steps: int, kind: str) -> list[str]:
@@ -79,10 +79,14 @@ def hints_of(text: str) -> list[str]:
     return [w for w in text.split() if w in HINTS]
 
 
-def scratchpad(text: str, modulus: int) -> str:
-    """The running values, each after its operator's hint where the input has them."""
-    values, hints = running_values(text, modulus), hints_of(text)
-    return " , ".join(f"{hint} {value}" for hint, value in zip(hints, values)) if hints else " , ".join(values)
+def scratchpad(text: str, modulus: int, operands: bool = False) -> str:
+    """The running values, each after its operator's hint where the input has them; with
+    `operands`, the first operand, then each step as hint, operator, operand, value."""
+    words, values, hints = parse(text), running_values(text, modulus), hints_of(text)
+    hints = hints or [""] * len(values)
+    ops = [f"{op} {x} " for op, x in zip(words[1::2], words[2::2])] if operands else [""] * len(values)
+    steps = [f"{hint} {op}{value}".lstrip() for hint, op, value in zip(hints, ops, values)]
+    return " , ".join(([words[0]] if operands else []) + steps)
 
 
 def running_values(text: str, modulus: int) -> list[str]:
@@ -117,9 +121,10 @@ def count(steps: int, cfg) -> int:
 
 # ---- rewrites (msr augment) ---------------------------------------------------------------------
 
-def _rewritten(record: dict, words: list[str], modulus: int, recompute: bool) -> dict:
+def _rewritten(record: dict, words: list[str], cfg, recompute: bool) -> dict:
     text = render(words, hints_of(record["input"]))  # the source's hints, in their places
-    return derive(record, text, answer(text, modulus) if recompute else None, scratchpad(text, modulus))
+    return derive(record, text, answer(text, cfg.modulus) if recompute else None,
+                  scratchpad(text, cfg.modulus, cfg.scratchpad_operands))
 
 
 def swap_operands(record, rng, cfg):
@@ -128,7 +133,7 @@ def swap_operands(record, rng, cfg):
     if len(words) < 3 or words[1] not in ("+", "*") or words[0] == words[2]:
         return None
     words[0], words[2] = words[2], words[0]
-    return _rewritten(record, words, cfg.modulus, recompute=False)
+    return _rewritten(record, words, cfg, recompute=False)
 
 
 def perturb_numbers(record, rng, cfg):
@@ -136,7 +141,7 @@ def perturb_numbers(record, rng, cfg):
     operands = range(0, len(words), 2)
     for i in rng.sample(operands, min(len(operands), rng.randint(1, 2))):
         words[i] = str(other(rng, range(cfg.modulus), int(words[i])))
-    return _rewritten(record, words, cfg.modulus, recompute=True)
+    return _rewritten(record, words, cfg, recompute=True)
 
 
 REWRITES = {"swap_operands": swap_operands, "perturb_numbers": perturb_numbers}
