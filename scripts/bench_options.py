@@ -42,6 +42,7 @@ OPTIONS: dict[str, tuple[str, dict]] = {
     "learned+random": ("transformer", {"random_positions": True}),
     "rope+random": ("transformer", {"positions": "rope", "random_positions": True}),
     "rope+random-log": ("transformer", {"positions": "rope", "random_positions": True, "random_range": "log_uniform"}),
+    "rope+gap": ("transformer", {"positions": "rope", "random_target_gap": 64}),
     "lstm-dot": ("lstm", {"attention": "dot"}),
     "lstm-additive": ("lstm", {"attention": "additive"}),
     "lstm-dot+feeding": ("lstm", {"attention": "dot", "input_feeding": True}),
@@ -55,6 +56,8 @@ def train_step(cfg, split, args, device):
     """msr's per-step work for a fresh model of `cfg`: (step callable, parameter count)."""
     torch.manual_seed(0)
     model = build_model(cfg, args.vocab).to(device)
+    if getattr(model, "random_target_gap", 0):
+        model.set_attention("causal", sep_id=1)  # any token of the random data: the shift starts at its first
     optimizer = build_optimizer(AdamWConfig(lr=3e-3), model)
     total = args.warmup + args.repeats * args.steps
     trainer = Trainer(model, optimizer, build_scheduler(CosineConfig(warmup_steps=100), optimizer, total),

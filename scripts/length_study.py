@@ -81,9 +81,11 @@ TASKS: dict[str, list[str]] = {
     "chain": ["data=chain", "data.scratchpad=true"],
     "arith-hints": ["data=arith", "data.scratchpad=true", "data.index_hints=true"],
     "arith-runs": ["data=arith", "data.scratchpad=true", "data.index_hints=true", "data.hint_letters=consecutive"],
-    # ... and each scratchpad step copying its operator and operand before the value
+    # ... and the scratchpad walking the input (scratchpad_operands); with sorted letters the next
+    # letter is copied from the input too
     "arith-ops": ["data=arith", "data.scratchpad=true", "data.index_hints=true", "data.hint_letters=consecutive",
                   "data.scratchpad_operands=true"],
+    "arith-ops-sorted": ["data=arith", "data.scratchpad=true", "data.index_hints=true", "data.scratchpad_operands=true"],
 }
 DEFAULT_TASKS = ["arith", "kinship"]
 

@@ -188,10 +188,10 @@ def test_arith_rewrites_keep_the_index_hints_in_place():
 
 
 def test_arith_rewrites_write_the_scratchpad_the_way_the_task_does():
-    record = {"input": "3 B + 4 K * 2 =", "target": "4", "scratchpad": "3 , B + 4 7 , K * 2 4"}
+    record = {"input": "3 B + 4 K * 2 =", "target": "4", "scratchpad": "3 , B + 4 7 , K * 2 4 , ="}
     cfg = ArithConfig(index_hints=True, scratchpad_operands=True)
     new = OPERATIONS["swap_operands"].apply(record, random.Random(0), Context("arith", cfg, []))
-    assert (new["input"], new["scratchpad"]) == ("4 B + 3 K * 2 =", "4 , B + 3 7 , K * 2 4")
+    assert (new["input"], new["scratchpad"]) == ("4 B + 3 K * 2 =", "4 , B + 3 7 , K * 2 4 , =")
 
 
 def test_chain_by_hand():

@@ -78,21 +78,21 @@ def test_arith_consecutive_hints_are_a_run_of_the_alphabet_from_a_random_start()
 
 
 def test_arith_scratchpad_operands_copy_each_step_before_its_value(paths):
-    assert arith.scratchpad("7 B + 5 G * 3 H - 2 =", 10, operands=True) == "7 , B + 5 2 , G * 3 6 , H - 2 4"
-    assert arith.scratchpad("7 + 5 * 3 - 2 =", 10, operands=True) == "7 , + 5 2 , * 3 6 , - 2 4"
+    assert arith.scratchpad("7 B + 5 G * 3 H - 2 =", 10, operands=True) == "7 , B + 5 2 , G * 3 6 , H - 2 4 , ="
+    assert arith.scratchpad("7 + 5 * 3 - 2 =", 10, operands=True) == "7 , + 5 2 , * 3 6 , - 2 4 , ="
     rng = random.Random(6)
     cfg = replace(SMALL, index_hints=True, hint_letters="consecutive", scratchpad_operands=True)
     for _ in range(100):
         r = arith.sample(rng, rng.randint(1, 12), cfg)
         words, items = r["input"].removesuffix(" =").split(), r["scratchpad"].split(" , ")
-        assert items[0] == words[0] and len(items) == r["steps"] + 1
+        assert items[0] == words[0] and items[-1] == "=" and len(items) == r["steps"] + 2
         # hint, operator, operand as the input has them, then the running value
-        assert [item.split()[:3] for item in items[1:]] == [words[i:i + 3] for i in range(1, len(words), 3)]
-        assert [item.split()[3] for item in items[1:]] == arith.running_values(r["input"], 10)
-        assert items[-1].split()[-1] == r["target"]
+        assert [item.split()[:3] for item in items[1:-1]] == [words[i:i + 3] for i in range(1, len(words), 3)]
+        assert [item.split()[3] for item in items[1:-1]] == arith.running_values(r["input"], 10)
+        assert items[-2].split()[-1] == r["target"]
     # the model's target: the copied steps, then the answer; the setting is part of the cache key
     shown = load_data(replace(cfg, scratchpad=True), paths).splits["test"][0]
-    assert re.fullmatch(rf"\d , [A-Z] [-+*] \d \d( , [A-Z] [-+*] \d \d)* {ANSWER_MARK} \d", shown["target"])
+    assert re.fullmatch(rf"\d( , [A-Z] [-+*] \d \d)+ , = {ANSWER_MARK} \d", shown["target"])
     assert load_data(replace(cfg, scratchpad=True, scratchpad_operands=False), paths).splits["test"][0]["target"] \
         != shown["target"]
 

@@ -18,6 +18,16 @@ rather than by counting: the lookup is the same at every length. Training on sho
 still shows every letter, in every place. With `hint_letters=consecutive` the letters are a run
 from a random start ("D E F G"): the next one is the alphabet's next, whatever the length.
 
+With `scratchpad_operands` the scratchpad walks the input: the first operand, then each step
+copied (hint, operator, operand) with its value, then the "=" that ends the input:
+
+    "7 B + 5 G * 3 H - 2 ="  ->  scratchpad "7 , B + 5 2 , G * 3 6 , H - 2 4 , ="
+
+so every token is a copy (what follows the last copied token in the input, found by content) or
+a function of tokens at fixed distances behind it (the value: the one five tokens back, operator
+and operand just written). Where to stop is copied too ("=" where the next letter would be), not
+counted: nothing depends on how far back in the input a step is, or on how many came before.
+
 Rewrites: swap_operands (the first pair, where + or * commutes) and perturb_numbers (operands
 changed, answer recomputed).
 """
@@ -81,12 +91,12 @@ def hints_of(text: str) -> list[str]:
 
 def scratchpad(text: str, modulus: int, operands: bool = False) -> str:
     """The running values, each after its operator's hint where the input has them; with
-    `operands`, the first operand, then each step as hint, operator, operand, value."""
+    `operands`, the first operand, each step as hint, operator, operand, value, then "="."""
     words, values, hints = parse(text), running_values(text, modulus), hints_of(text)
     hints = hints or [""] * len(values)
     ops = [f"{op} {x} " for op, x in zip(words[1::2], words[2::2])] if operands else [""] * len(values)
     steps = [f"{hint} {op}{value}".lstrip() for hint, op, value in zip(hints, ops, values)]
-    return " , ".join(([words[0]] if operands else []) + steps)
+    return " , ".join([words[0], *steps, "="] if operands else steps)
 
 
 def running_values(text: str, modulus: int) -> list[str]:
