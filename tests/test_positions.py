@@ -222,6 +222,9 @@ def test_a_random_target_gap_takes_effect_in_training_only(in_tmp):
     assert gap["val/loss"] != plain["val/loss"]
     assert run_msr("evaluate", "run=gap", "hydra.run.dir=eval") == 0
     assert read_metrics(in_tmp / "eval")["metrics"]["test/loss"] == pytest.approx(gap["test/loss"], rel=1e-6)
+    # fine-tuning trains with the gap again, so it hands the model its <sep> too
+    assert run_msr("finetune", "init=gap", *TINY, "trainer.max_steps=3", "hydra.run.dir=ft") == 0
+    assert read_metrics(in_tmp / "ft")["status"] == "completed"
 
 
 def test_rope_trains_on_sequences_longer_than_max_len_which_learned_positions_refuse(in_tmp, capsys):

@@ -111,8 +111,8 @@ class ArithConfig(ArithmeticTaskConfig):
     # which letters: "sorted" (a random subset per example) or "consecutive" (a run of letters from
     # a random start, so the next letter is the alphabet's next, at any length)
     hint_letters: str = "sorted"
-    # each scratchpad step copies its operator and operand before its value ("B + 5 2"), after the
-    # first operand: a step's value then depends on tokens at fixed distances, at any length
+    # the scratchpad walks the input: the first operand, each step copied before its value
+    # ("B + 5 2"), then "=": a value depends on tokens at fixed distances, the stop is copied
     scratchpad_operands: bool = False
 
     def check(self, p: str) -> None:
