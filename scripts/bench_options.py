@@ -55,9 +55,7 @@ UNCHECKED = ("+feeding",)  # the issue's exception: reported, not held to --min-
 def train_step(cfg, split, args, device):
     """msr's per-step work for a fresh model of `cfg`: (step callable, parameter count)."""
     torch.manual_seed(0)
-    model = build_model(cfg, args.vocab).to(device)
-    if getattr(model, "random_target_gap", 0):
-        model.set_attention("causal", sep_id=1)  # any token of the random data: the shift starts at its first
+    model = build_model(cfg, args.vocab, sep_id=1).to(device)  # any token of the random data: a gap starts at its first
     optimizer = build_optimizer(AdamWConfig(lr=3e-3), model)
     total = args.warmup + args.repeats * args.steps
     trainer = Trainer(model, optimizer, build_scheduler(CosineConfig(warmup_steps=100), optimizer, total),

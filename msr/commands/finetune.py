@@ -40,11 +40,10 @@ def run(dict_cfg, run: RunDir) -> dict:
     splits = task_splits(cfg, "finetune")
     tokenizer, new = grow_vocabulary(load_tokenizer(source), training_texts(splits))
     data = encode_splits(splits, tokenizer, cfg, device)
-    model = load_pretrained(source, cfg.model, tokenizer.vocab_size, device)
+    model = load_pretrained(source, cfg.model, tokenizer.vocab_size, device, tokenizer.sep_id)
     attention = attention_after(init)
-    if attention != "causal" or getattr(model, "random_target_gap", 0):  # the gap starts at <sep> too
-        model.set_attention(attention, tokenizer.sep_id)
     if attention != "causal":
+        model.set_attention(attention, tokenizer.sep_id)
         log.info("attention: %s (init has the %s objective)", attention, init.get("objective"))
     weights_sha256 = hashlib.sha256((source / "model.safetensors").read_bytes()).hexdigest()
     log.info("init: %s (step %s, %s objective, weights sha256 %s)", source, init.get("step"),

@@ -9,9 +9,10 @@ from msr.models.recurrent import RecurrentLM
 from msr.models.transformer import TransformerLM
 
 
-def build_model(cfg, vocab_size: int) -> nn.Module:
+def build_model(cfg, vocab_size: int, sep_id: int | None = None) -> nn.Module:
+    """A fresh model; `sep_id` (the tokenizer's <sep>) tells a Transformer where inputs end."""
     if cfg.name == "transformer":
-        return TransformerLM(cfg, vocab_size)
+        return TransformerLM(cfg, vocab_size, sep_id)
     return RecurrentLM(cfg, vocab_size)
 
 

@@ -47,7 +47,7 @@ def target_gap_positions(tokens: torch.Tensor, sep_id: int | None, limit: int, g
     the input then varies from row to row, while distances within the input and within the target
     stay exact. A row without <sep> is not shifted."""
     if sep_id is None:
-        raise ValueError("random_target_gap needs the <sep> id: model.set_attention(mode, sep_id)")
+        raise ValueError("random_target_gap needs the <sep> id: build_model(cfg, vocab_size, sep_id)")
     B, T = tokens.shape
     gap = torch.randint(0, limit + 1, (B, 1), device=tokens.device, generator=generator)
     after_input = (tokens == sep_id).cumsum(dim=1) > 0  # the first <sep> and all after it

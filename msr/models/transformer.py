@@ -77,7 +77,7 @@ class Block(nn.Module):
 
 
 class TransformerLM(nn.Module):
-    def __init__(self, cfg, vocab_size: int):
+    def __init__(self, cfg, vocab_size: int, sep_id: int | None = None):
         super().__init__()
         self.kind = str(getattr(cfg.positions, "value", cfg.positions))
         self.random_positions, self.position_range = cfg.random_positions, cfg.max_len
@@ -85,7 +85,8 @@ class TransformerLM(nn.Module):
         self.random_range = str(getattr(random_range, "value", random_range))
         self.random_target_gap = getattr(cfg, "random_target_gap", 0)
         self.decode_budget = 0  # random positions drawn beyond a stateless pass's tokens: see position_ids
-        self.attention_mask, self.sep_id = "causal", None  # see set_attention
+        # where the input ends (random_target_gap shifts from there; a prefix mask ends there): see set_attention
+        self.attention_mask, self.sep_id = "causal", sep_id
         if self.kind in TABLES:
             self.max_len = cfg.max_len  # decoding and the teacher read it; rope, alibi, none have no wall
         self.embed = nn.Embedding(vocab_size, cfg.d_model)
@@ -122,7 +123,9 @@ class TransformerLM(nn.Module):
 
     def set_attention(self, mode: str, sep_id: int | None = None) -> None:
         """causal | bidirectional | prefix (msr/models/masks.py); a prefix ends at the first
-        `sep_id`. Not a weight: checkpoints keep it in meta.json as `attention_mask`."""
+        `sep_id` (default: the one the model was built with). Not a weight: checkpoints keep it in
+        meta.json as `attention_mask`."""
+        sep_id = self.sep_id if sep_id is None else sep_id
         if mode not in MODES or (mode == "prefix" and sep_id is None):
             raise ValueError(f"attention mask {mode!r}: one of {', '.join(MODES)} (prefix needs the <sep> id)")
         self.attention_mask, self.sep_id = mode, sep_id

@@ -122,9 +122,7 @@ def check_lengths(data: dict, max_len: int | None) -> None:
 
 def new_model(cfg, tokenizer: TextTokenizer, device) -> nn.Module:
     """cfg.model, freshly initialised (from the seeded stream), on `device`."""
-    model = build_model(cfg.model, tokenizer.vocab_size).to(device)
-    if getattr(model, "random_target_gap", 0):
-        model.set_attention(model.attention_mask, tokenizer.sep_id)  # the gap starts at <sep>
+    model = build_model(cfg.model, tokenizer.vocab_size, tokenizer.sep_id).to(device)
     log.info("model %s: %s parameters on %s", cfg.model.name, f"{count_parameters(model):,}", device)
     return model
 
