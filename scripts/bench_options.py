@@ -43,6 +43,7 @@ OPTIONS: dict[str, tuple[str, dict]] = {
     "rope+random": ("transformer", {"positions": "rope", "random_positions": True}),
     "rope+random-log": ("transformer", {"positions": "rope", "random_positions": True, "random_range": "log_uniform"}),
     "rope+gap": ("transformer", {"positions": "rope", "random_target_gap": 64}),
+    "alibi+scalable": ("transformer", {"positions": "alibi", "softmax": "scalable"}),
     "lstm-dot": ("lstm", {"attention": "dot"}),
     "lstm-additive": ("lstm", {"attention": "additive"}),
     "lstm-dot+feeding": ("lstm", {"attention": "dot", "input_feeding": True}),

@@ -65,13 +65,15 @@ VARIANTS: dict[str, list[str]] = {
     "tf-rope+random-log": [*TRANSFORMER, "model.positions=rope", "model.random_positions=true",
                            "model.random_range=log_uniform"],
     "tf-rope+gap": [*TRANSFORMER, "model.positions=rope", "model.random_target_gap=64"],
+    "tf-alibi+scalable": [*TRANSFORMER, "model.positions=alibi", "model.softmax=scalable"],
     "lstm": ["model=lstm"],
     "lstm-dot": ["model=lstm", "model.attention=dot"],
     "lstm-additive": ["model=lstm", "model.attention=additive"],
     # not in the default list: a Python loop over time steps, several times slower to train
     "lstm-dot+feeding": ["model=lstm", "model.attention=dot", "model.input_feeding=true"],
 }
-DEFAULT_VARIANTS = [v for v in VARIANTS if v not in ("lstm-dot+feeding", "tf-rope+random-log", "tf-rope+gap")]
+DEFAULT_VARIANTS = [v for v in VARIANTS
+                    if v not in ("lstm-dot+feeding", "tf-rope+random-log", "tf-rope+gap", "tf-alibi+scalable")]
 
 TASKS: dict[str, list[str]] = {
     "arith": ["data=arith", "data.scratchpad=true"],  # the scratchpad gives each step a token to show
@@ -181,7 +183,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                 usage="%(prog)s [options] [-- extra hydra overrides for every job]")
     p.add_argument("--tasks", type=comma_list, default=",".join(DEFAULT_TASKS), help="comma list (default: %(default)s)")
     p.add_argument("--variants", type=comma_list, default=",".join(DEFAULT_VARIANTS),
-                   help=f"comma list of {', '.join(VARIANTS)} (default: all but lstm-dot+feeding)")
+                   help=f"comma list of {', '.join(VARIANTS)} (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="(default: 0 1 2)")
     p.add_argument("--steps", type=int, default=10000, help="trainer.max_steps of every run (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (default: %(default)s)")

@@ -145,7 +145,8 @@ def test_a_meta_json_from_before_the_defaults_moved_keeps_its_model():
     old_lstm = {"name": "lstm", "embedding_size": 128, "hidden_size": 256, "num_layers": 1, "dropout": 0.0,
                 "tie_embeddings": False}
     # keys added later (positions options, RNN attention) default to what those models did
-    added = {"transformer": {"random_positions": False, "random_range": "max_len", "random_target_gap": 0},
+    added = {"transformer": {"random_positions": False, "random_range": "max_len", "random_target_gap": 0,
+                             "softmax": "standard"},
              "lstm": {"attention": "none", "input_feeding": False}}
     assert asdict(TransformerConfig(**old_transformer)) == {**old_transformer, **added["transformer"]}
     assert asdict(RecurrentConfig(**old_lstm)) == {**old_lstm, **added["lstm"]}

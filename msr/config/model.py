@@ -23,6 +23,11 @@ class RandomRange(str, Enum):
     log_uniform = "log_uniform"  # from [0, R), R log-uniform in [length, max_len]; evaluated in order
 
 
+class Softmax(str, Enum):
+    standard = "standard"  # softmax(z)
+    scalable = "scalable"  # softmax(s log(n) z), n the keys a query sees, s learned per head (SSMax)
+
+
 class Attention(str, Enum):
     none = "none"  # the recurrent state alone
     dot = "dot"  # Luong's dot scores (scaled by 1/sqrt(hidden_size))
@@ -82,6 +87,10 @@ class TransformerConfig(Validated):
     # so how far the target sits from the input says nothing about which input token a step reads;
     # evaluation and decoding use positions in order (gap 0, seen in training). For rope
     random_target_gap: int = 0
+    # scalable: each query's attention logits times s·log(n), n the keys it may see and s learned
+    # per head (Nakanishi, 2025, "Scalable-Softmax"), so a query that picks one key out of many
+    # stays as sharp at a longer length instead of fading over more competitors
+    softmax: Softmax = Softmax.standard
     tie_embeddings: bool = True
     share_layers: bool = False  # one block applied n_layers times (Universal Transformer)
 

@@ -26,12 +26,26 @@ TABLES = ("learned", "sinusoidal")  # positions added to the embeddings: they en
 EVAL_POSITIONS_SEED = 0  # random positions outside training: the same draw for a sequence every pass
 
 
+SCALABLE_INIT = 1 / math.log(32)  # SSMax's s at the start: logits unchanged where a query sees 32 keys
+
+
+def keys_seen(mask: torch.Tensor | None, past: int, T: int, device) -> torch.Tensor:
+    """How many keys each query may attend to, [B or 1, heads or 1, T, 1]: from the mask, or
+    past + i + 1 for query i under the causal one."""
+    if mask is None:
+        return torch.arange(past + 1, past + T + 1, device=device).view(1, 1, T, 1)
+    seen = (mask if mask.dtype == torch.bool else mask > float("-inf")).sum(-1)
+    return seen.reshape((1,) * (3 - seen.dim()) + tuple(seen.shape)).unsqueeze(-1)
+
+
 class SelfAttention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, dropout: float):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, scalable: bool = False):
         super().__init__()
         self.n_heads, self.dropout = n_heads, dropout
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
+        # softmax=scalable (SSMax): the per-head s of s·log(n)
+        self.length_scale = nn.Parameter(torch.full((n_heads,), SCALABLE_INIT)) if scalable else None
 
     def forward(self, x: torch.Tensor, cache=None, rotary=None, bias=None):
         """`rotary`: (cos, sin) of the new tokens' positions; `bias`: the attention mask
@@ -53,6 +67,12 @@ class SelfAttention(nn.Module):
         else:  # a chunk after a cache: query i sees keys up to past + i
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
             causal = False
+        if self.length_scale is not None:  # every logit, the alibi bias too, times s·log(n)
+            factor = self.length_scale.view(1, -1, 1, 1) * keys_seen(mask, past, T, x.device).to(q.dtype).log()
+            q = q * factor
+            if mask is not None and mask.dtype != torch.bool:  # -inf stays -inf; 0 · -inf would be NaN
+                hidden = mask == float("-inf")
+                mask = (mask.masked_fill(hidden, 0.0) * factor).masked_fill(hidden, float("-inf"))
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
         )
@@ -63,7 +83,9 @@ class Block(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.ln1 = nn.LayerNorm(cfg.d_model)
-        self.attn = SelfAttention(cfg.d_model, cfg.n_heads, cfg.dropout)
+        softmax = getattr(cfg, "softmax", "standard")  # runs saved before it was an option
+        self.attn = SelfAttention(cfg.d_model, cfg.n_heads, cfg.dropout,
+                                  scalable=str(getattr(softmax, "value", softmax)) == "scalable")
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.mlp = nn.Sequential(
             nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model), nn.Dropout(cfg.dropout)
