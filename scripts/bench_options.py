@@ -44,6 +44,7 @@ OPTIONS: dict[str, tuple[str, dict]] = {
     "rope+random-log": ("transformer", {"positions": "rope", "random_positions": True, "random_range": "log_uniform"}),
     "rope+gap": ("transformer", {"positions": "rope", "random_target_gap": 64}),
     "alibi+scalable": ("transformer", {"positions": "alibi", "softmax": "scalable"}),
+    "alibi+conv": ("transformer", {"positions": "alibi", "qkv_conv": 3}),
     "lstm-dot": ("lstm", {"attention": "dot"}),
     "lstm-additive": ("lstm", {"attention": "additive"}),
     "lstm-dot+feeding": ("lstm", {"attention": "dot", "input_feeding": True}),

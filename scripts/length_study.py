@@ -66,6 +66,7 @@ VARIANTS: dict[str, list[str]] = {
                            "model.random_range=log_uniform"],
     "tf-rope+gap": [*TRANSFORMER, "model.positions=rope", "model.random_target_gap=64"],
     "tf-alibi+scalable": [*TRANSFORMER, "model.positions=alibi", "model.softmax=scalable"],
+    "tf-alibi+conv": [*TRANSFORMER, "model.positions=alibi", "model.qkv_conv=3"],
     "lstm": ["model=lstm"],
     "lstm-dot": ["model=lstm", "model.attention=dot"],
     "lstm-additive": ["model=lstm", "model.attention=additive"],
@@ -73,7 +74,8 @@ VARIANTS: dict[str, list[str]] = {
     "lstm-dot+feeding": ["model=lstm", "model.attention=dot", "model.input_feeding=true"],
 }
 DEFAULT_VARIANTS = [v for v in VARIANTS
-                    if v not in ("lstm-dot+feeding", "tf-rope+random-log", "tf-rope+gap", "tf-alibi+scalable")]
+                    if v not in ("lstm-dot+feeding", "tf-rope+random-log", "tf-rope+gap", "tf-alibi+scalable",
+                                  "tf-alibi+conv")]
 
 TASKS: dict[str, list[str]] = {
     "arith": ["data=arith", "data.scratchpad=true"],  # the scratchpad gives each step a token to show

@@ -91,6 +91,10 @@ class TransformerConfig(Validated):
     # per head (Nakanishi, 2025, "Scalable-Softmax"), so a query that picks one key out of many
     # stays as sharp at a longer length instead of fading over more competitors
     softmax: Softmax = Softmax.standard
+    # Primer's multi-dconv-head attention (So et al., 2021): q, k and v each mixed over the last
+    # qkv_conv positions by a depthwise causal convolution, so a head knows its neighbours exactly
+    # (which ALiBi's recency penalty and NoPE cannot give); 0 turns it off
+    qkv_conv: int = 0
     tie_embeddings: bool = True
     share_layers: bool = False  # one block applied n_layers times (Universal Transformer)
 
@@ -108,6 +112,7 @@ class TransformerConfig(Validated):
                 p + "random_positions", self.random_positions,
                 f"works with model.positions=learned|sinusoidal|rope, not {Positions(self.positions).value}")
         require(self.random_target_gap >= 0, p + "random_target_gap", self.random_target_gap, "must be >= 0")
+        require(self.qkv_conv >= 0, p + "qkv_conv", self.qkv_conv, "a kernel width >= 1, or 0 for none")
         require(not self.random_target_gap or (self.positions == "rope" and not self.random_positions),
                 p + "random_target_gap", self.random_target_gap,
                 "shifts rope positions in order: set model.positions=rope and model.random_positions=false, "

@@ -1,7 +1,7 @@
 """A pre-LayerNorm decoder-only Transformer (GPT-2 style) on scaled_dot_product_attention.
 
 `state` is (the KV cache, the positions drawn): one (keys, values) pair per layer, each
-[B, heads, T_past, head_dim], and with random positions the [B, n] positions planned for the
+[B, heads, T_past, head_dim] (with model.qkv_conv also the last raw q, k, v rows), and with random positions the [B, n] positions planned for the
 sequence (else None). Passing it back continues the sequence where it stopped, so decoding
 costs one token per call.
 Keys are cached after their rotation (rope), so a cached step rotates only the new token's q, k.
@@ -39,20 +39,37 @@ def keys_seen(mask: torch.Tensor | None, past: int, T: int, device) -> torch.Ten
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, dropout: float, scalable: bool = False):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, scalable: bool = False, qkv_conv: int = 0):
         super().__init__()
         self.n_heads, self.dropout = n_heads, dropout
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
         # softmax=scalable (SSMax): the per-head s of s·log(n)
         self.length_scale = nn.Parameter(torch.full((n_heads,), SCALABLE_INIT)) if scalable else None
+        self.conv = None
+        if qkv_conv:  # Primer's depthwise causal convolution, starting as the identity (the newest tap 1)
+            self.conv = nn.Conv1d(3 * d_model, 3 * d_model, qkv_conv, groups=3 * d_model, bias=False)
+            nn.init.zeros_(self.conv.weight)
+            with torch.no_grad():
+                self.conv.weight[:, 0, -1] = 1.0
+
+    def convolved(self, qkv: torch.Tensor, cache) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """q, k, v mixed over the last qkv_conv positions of each channel, and the raw rows the
+        next call needs (the cache's third part; zeros before the first token)."""
+        if self.conv is None:
+            return qkv, None
+        width = self.conv.kernel_size[0] - 1
+        before = qkv.new_zeros(qkv.shape[0], width, qkv.shape[2]) if cache is None else cache[2]
+        rows = torch.cat([before, qkv], dim=1)
+        return self.conv(rows.transpose(1, 2)).transpose(1, 2), rows[:, rows.shape[1] - width:]
 
     def forward(self, x: torch.Tensor, cache=None, rotary=None, bias=None):
         """`rotary`: (cos, sin) of the new tokens' positions; `bias`: the attention mask
         [..., T, T_past + T] in place of the causal one: boolean (True: may attend; bidirectional,
         prefix) or additive float (alibi, which holds the causal or prefix mask too)."""
         B, T, C = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
+        qkv, recent = self.convolved(self.qkv(x), cache)
+        q, k, v = qkv.view(B, T, 3, self.n_heads, C // self.n_heads).permute(2, 0, 3, 1, 4)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         if cache is not None:
@@ -76,7 +93,7 @@ class SelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
         )
-        return self.proj(y.transpose(1, 2).reshape(B, T, C)), (k, v)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C)), (k, v) if recent is None else (k, v, recent)
 
 
 class Block(nn.Module):
@@ -85,7 +102,8 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(cfg.d_model)
         softmax = getattr(cfg, "softmax", "standard")  # runs saved before it was an option
         self.attn = SelfAttention(cfg.d_model, cfg.n_heads, cfg.dropout,
-                                  scalable=str(getattr(softmax, "value", softmax)) == "scalable")
+                                  scalable=str(getattr(softmax, "value", softmax)) == "scalable",
+                                  qkv_conv=getattr(cfg, "qkv_conv", 0))
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.mlp = nn.Sequential(
             nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model), nn.Dropout(cfg.dropout)
@@ -213,5 +231,5 @@ class TransformerLM(nn.Module):
     def reorder_state(state, index: torch.Tensor):
         """The state of sequences `index` (batch is dim 0 of every key, value and position tensor)."""
         caches, plan = state
-        return (tuple((k.index_select(0, index), v.index_select(0, index)) for k, v in caches),
+        return (tuple(tuple(part.index_select(0, index) for part in layer) for layer in caches),
                 None if plan is None else plan.index_select(0, index))
