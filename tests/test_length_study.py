@@ -121,7 +121,8 @@ def composed(capsys, *overrides) -> dict:
 
 
 @pytest.mark.parametrize("preset, task, variant, study_args", [
-    ("arith_length", "arith-ops-sorted", "tf-alibi", ["--test-size", "600"]),
+    ("arith_length", "arith-ops-sorted", "tf-alibi", ["--test-size", "600", "--",
+                                                      "trainer.early_stopping.monitor=val/loss"]),
     ("chain_length", "chain", "tf-none", ["--test-size", "600", "--test-steps", "1-6", "--",
                                           "data.modulus=10", "trainer.batch_size=64", "data.train.size=100000"]),
 ])
@@ -133,5 +134,5 @@ def test_a_length_preset_is_the_study_run_it_reports(preset, task, variant, stud
     preset = composed(capsys, f"+experiment={preset}")
     for key in ("model", "data", "optimizer", "scheduler"):
         assert preset[key] == study[key], key
-    assert {k: preset["trainer"][k] for k in ("max_steps", "batch_size")} == \
-        {k: study["trainer"][k] for k in ("max_steps", "batch_size")}
+    assert {k: preset["trainer"][k] for k in ("max_steps", "batch_size", "early_stopping")} == \
+        {k: study["trainer"][k] for k in ("max_steps", "batch_size", "early_stopping")}
