@@ -121,7 +121,7 @@ def composed(capsys, *overrides) -> dict:
 
 
 @pytest.mark.parametrize("preset, task, variant, study_args", [
-    ("arith_length", "arith-ops-sorted", "tf-alibi", ["--test-size", "600", "--",
+    ("arith_length", "arith-ops-sorted", "tf-alibi", ["--test-size", "600", "--steps", "20000", "--",
                                                       "trainer.early_stopping.monitor=val/loss"]),
     ("chain_length", "chain", "tf-none", ["--test-size", "600", "--test-steps", "1-6", "--",
                                           "data.modulus=10", "trainer.batch_size=64", "data.train.size=100000"]),
