@@ -1,9 +1,9 @@
 """A pre-LayerNorm decoder-only Transformer (GPT-2 style) on scaled_dot_product_attention.
 
 `state` is (the KV cache, the positions drawn): one (keys, values) pair per layer, each
-[B, heads, T_past, head_dim] (with model.qkv_conv also the last raw q, k, v rows), and with random positions the [B, n] positions planned for the
-sequence (else None). Passing it back continues the sequence where it stopped, so decoding
-costs one token per call.
+[B, heads, T_past, head_dim] (with model.qkv_conv also the last raw q, k, v rows), and with
+random positions the [B, n] positions planned for the sequence (else None). Passing it back
+continues the sequence where it stopped, so decoding costs one token per call.
 Keys are cached after their rotation (rope), so a cached step rotates only the new token's q, k.
 Attention is causal unless set_attention makes it bidirectional (masked-LM pretraining) or a
 prefix LM's (msr/models/masks.py).
