@@ -21,6 +21,9 @@ MODELS = {
     "lstm": RecurrentConfig(name="lstm", embedding_size=16, hidden_size=16),
     "gru": RecurrentConfig(name="gru", embedding_size=16, hidden_size=16, num_layers=2),
     "transformer": TransformerConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, max_len=64),
+    # the attention options whose cache holds more than keys and values (the convolution's raw rows)
+    "transformer-conv": TransformerConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, positions="alibi",
+                                          softmax="scalable", qkv_conv=3),
 }
 
 
@@ -32,7 +35,12 @@ def settings(**changes) -> SimpleNamespace:
 
 def model_for(name: str, seed: int = 0):
     torch.manual_seed(seed)
-    return build_model(MODELS[name], VOCAB).eval()
+    model = build_model(MODELS[name], VOCAB).eval()
+    with torch.no_grad():  # the convolution starts as the identity: give its older taps weight
+        for param_name, p in model.named_parameters():
+            if param_name.endswith("conv.weight"):
+                p.uniform_(-1, 1)
+    return model
 
 
 @torch.no_grad()
