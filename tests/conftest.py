@@ -26,6 +26,25 @@ TINY_MODEL = {
 }
 
 
+def assert_cached_decoding_equals_recomputation(model, vocab_size: int = 11, length: int = 10) -> None:
+    """A model's state carries a sequence on as reading it whole would: token by token after a
+    prompt of 4, a chunk after a prompt of 6, and that chunk after keeping rows 2 and 0 (beams)."""
+    import torch
+
+    tokens = torch.randint(0, vocab_size, (3, length))
+    with torch.no_grad():
+        full, _ = model(tokens)
+        logits, state = model(tokens[:, :4])
+        for t in range(4, length):
+            logits, state = model(tokens[:, t : t + 1], state)
+        _, state = model(tokens[:, :6])
+        tail, _ = model(tokens[:, 6:], state)
+        kept_tail, _ = model(tokens[[2, 0], 6:], model.reorder_state(state, torch.tensor([2, 0])))
+    torch.testing.assert_close(logits[:, -1], full[:, -1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(tail, full[:, 6:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(kept_tail, full[[2, 0], 6:], atol=1e-5, rtol=0)
+
+
 def run_msr(*args: str) -> int:
     """Call msr's entry point in this process; returns the exit code."""
     argv = sys.argv

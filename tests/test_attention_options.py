@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY, run_msr
+from conftest import TINY, assert_cached_decoding_equals_recomputation, run_msr
 from msr.config import TransformerConfig
 from msr.models import build_model
 from msr.models.masks import visible_keys
@@ -79,16 +79,7 @@ def test_cached_decoding_with_attention_options_equals_recomputation(kind, optio
             for name, p in block.attn.named_parameters():
                 if name in ("length_scale", "conv.weight"):
                     p.uniform_(0.2, 1.5)
-    tokens = torch.randint(0, 11, (3, 10))
-    with torch.no_grad():
-        full, _ = model(tokens)
-        logits, state = model(tokens[:, :4])
-        for t in range(4, 10):
-            logits, state = model(tokens[:, t : t + 1], state)
-        head, state = model(tokens[:, :6])
-        tail, _ = model(tokens[:, 6:], state)
-    torch.testing.assert_close(logits[:, -1], full[:, -1], atol=1e-5, rtol=0)
-    torch.testing.assert_close(tail, full[:, 6:], atol=1e-5, rtol=0)
+    assert_cached_decoding_equals_recomputation(model)
 
 
 def test_standard_softmax_has_no_scale_and_scalable_learns_one_per_head(in_tmp):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from conftest import TINY, TINY_MODEL, read_metrics, run_msr
+from conftest import TINY, TINY_MODEL, assert_cached_decoding_equals_recomputation, read_metrics, run_msr
 from msr.config import TransformerConfig
 from msr.errors import UserError
 from msr.data.batching import EncodedSplit
@@ -57,17 +57,7 @@ def test_alibi_slopes_follow_press_et_al():
 @pytest.mark.parametrize("kind", KINDS)
 def test_cached_decoding_equals_recomputation(kind):
     torch.manual_seed(0)
-    model = build_model(tiny(kind), vocab_size=11).eval()
-    tokens = torch.randint(0, 11, (3, 10))
-    with torch.no_grad():
-        full, _ = model(tokens)
-        logits, state = model(tokens[:, :4])
-        for t in range(4, 10):
-            logits, state = model(tokens[:, t : t + 1], state)
-        head, state = model(tokens[:, :6])
-        tail, _ = model(tokens[:, 6:], state)
-    torch.testing.assert_close(logits[:, -1], full[:, -1], atol=1e-5, rtol=0)
-    torch.testing.assert_close(tail, full[:, 6:], atol=1e-5, rtol=0)
+    assert_cached_decoding_equals_recomputation(build_model(tiny(kind), vocab_size=11).eval())
 
 
 @pytest.mark.parametrize("kind", ["rope", "alibi", "none"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import TINY, TINY_MODEL, read_metrics, run_msr
+from conftest import TINY, TINY_MODEL, assert_cached_decoding_equals_recomputation, read_metrics, run_msr
 from msr.config import RecurrentConfig
 from msr.errors import UserError
 from msr.models import build_model
@@ -19,19 +19,7 @@ def test_cached_decoding_equals_recomputation(cell, kind, feeding):
     torch.manual_seed(0)
     cfg = RecurrentConfig(name=cell, embedding_size=8, hidden_size=12, num_layers=2, attention=kind,
                           input_feeding=feeding)
-    model = build_model(cfg, vocab_size=11).eval()
-    tokens = torch.randint(0, 11, (3, 9))
-    with torch.no_grad():
-        full, _ = model(tokens)
-        logits, state = model(tokens[:, :3])
-        for t in range(3, 9):
-            logits, state = model(tokens[:, t : t + 1], state)
-        # beams: keep rows 2 and 0, continue, compare with those rows' own full pass
-        _, state = model(tokens[:, :5])
-        kept = model.reorder_state(state, torch.tensor([2, 0]))
-        tail, _ = model(tokens[[2, 0], 5:], kept)
-    torch.testing.assert_close(logits[:, -1], full[:, -1], atol=1e-5, rtol=0)
-    torch.testing.assert_close(tail, full[[2, 0], 5:], atol=1e-5, rtol=0)
+    assert_cached_decoding_equals_recomputation(build_model(cfg, vocab_size=11).eval())
 
 
 def test_attention_changes_the_output_and_is_causal():
