@@ -146,7 +146,7 @@ def test_a_meta_json_from_before_the_defaults_moved_keeps_its_model():
                 "tie_embeddings": False}
     # keys added later (positions options, RNN attention) default to what those models did
     added = {"transformer": {"random_positions": False, "random_range": "max_len", "random_target_gap": 0,
-                             "softmax": "standard", "qkv_conv": 0},
+                             "softmax": "standard", "qkv_conv": 0, "coupling_tokens": [], "coupling_range": 32},
              "lstm": {"attention": "none", "input_feeding": False}}
     assert asdict(TransformerConfig(**old_transformer)) == {**old_transformer, **added["transformer"]}
     assert asdict(RecurrentConfig(**old_lstm)) == {**old_lstm, **added["lstm"]}

@@ -53,7 +53,7 @@ def test_pretrained_weights_load_intact_and_new_symbols_start_at_the_mean(tmp_pa
     assert new == ["####", "3"] and extended.vocab_size == tokenizer.vocab_size + 2
     assert extended.encode_batch(["1 + 2 ="]) == tokenizer.encode_batch(["1 + 2 ="])  # old ids keep their meaning
 
-    loaded = load_pretrained(tmp_path / "init", MODEL, extended.vocab_size, "cpu")
+    loaded = load_pretrained(tmp_path / "init", MODEL, extended, "cpu")
     old, grown = model.state_dict(), loaded.state_dict()
     for name, tensor in old.items():
         if name in ("embed.weight", "head.weight"):
@@ -65,9 +65,9 @@ def test_pretrained_weights_load_intact_and_new_symbols_start_at_the_mean(tmp_pa
 
 
 def test_wrong_sizes_are_refused_clearly(tmp_path):
-    checkpoint(tmp_path, ["a", "b"])
+    _, tokenizer = checkpoint(tmp_path, ["a", "b"])
     with pytest.raises(Exception, match="do not fit model transformer"):
-        load_pretrained(tmp_path / "init", TransformerConfig(d_model=32, n_heads=2, max_len=32), 6, "cpu")
+        load_pretrained(tmp_path / "init", TransformerConfig(d_model=32, n_heads=2, max_len=32), tokenizer, "cpu")
 
 
 def test_layer_decay_scales_each_layer_below_the_top():
@@ -97,7 +97,7 @@ def train_steps(transfer, steps: int = 3):
 def test_lora_trains_only_the_adapters_and_new_rows_and_merges_to_the_same_logits(tmp_path):
     _, tokenizer = checkpoint(tmp_path, ["1", "2", "+", "="])
     extended, new = tokenizer.extend(["1 + 2 = 3"])
-    model = load_pretrained(tmp_path / "init", MODEL, extended.vocab_size, "cpu")
+    model = load_pretrained(tmp_path / "init", MODEL, extended, "cpu")
     before = {n: t.clone() for n, t in model.state_dict().items()}
     transfer = prepare(model, MODEL, TransferConfig(lora=LoraConfig(rank=4, target_modules=["qkv", "mlp.0"])),
                        len(new), extended.vocab_size)
@@ -117,8 +117,8 @@ def test_lora_trains_only_the_adapters_and_new_rows_and_merges_to_the_same_logit
 
 
 def test_every_lora_target_must_name_a_layer(tmp_path):
-    checkpoint(tmp_path, ["1", "2", "+", "="])
-    model = load_pretrained(tmp_path / "init", MODEL, 8, "cpu")
+    _, tokenizer = checkpoint(tmp_path, ["1", "2", "+", "="])
+    model = load_pretrained(tmp_path / "init", MODEL, tokenizer, "cpu")
     with pytest.raises(UserError, match=r"\['qkv', 'prj'\]: prj match no layer peft can adapt .*this model's "
                                         r"Linear layers: blocks.N.attn.proj, blocks.N.attn.qkv, blocks.N.mlp.0"):
         prepare(model, MODEL, TransferConfig(lora=LoraConfig(rank=4, target_modules=["qkv", "prj"])), 0, 8)
@@ -128,8 +128,8 @@ def test_every_lora_target_must_name_a_layer(tmp_path):
 
 def test_a_head_learning_rate_on_a_tied_head_is_warned_about(tmp_path, caplog):
     caplog.set_level("WARNING", logger="msr")
-    checkpoint(tmp_path, ["1", "2", "+", "="])
-    tied = load_pretrained(tmp_path / "init", MODEL, 8, "cpu")
+    _, tokenizer = checkpoint(tmp_path, ["1", "2", "+", "="])
+    tied = load_pretrained(tmp_path / "init", MODEL, tokenizer, "cpu")
     transfer = prepare(tied, MODEL, TransferConfig(lr_scale=LearningRateScale(head=100)), 0, 8)
     assert "finetune.lr_scale.head=100" in caplog.text and "model.tie_embeddings" in caplog.text
     assert set(transfer.lr_scale.values()) == {1.0}  # what the warning says: nothing takes it
@@ -242,8 +242,8 @@ def test_bad_finetune_config_is_refused_before_a_run_folder(pretrained, in_tmp, 
     ("all_but_head", {"embed"}),  # tied: the head is the embedding matrix
 ])
 def test_freezing_leaves_only_the_named_parts_trainable(tmp_path, spec, trains):
-    checkpoint(tmp_path, ["1", "2", "+", "="])
-    model = load_pretrained(tmp_path / "init", MODEL, 8, "cpu")
+    _, tokenizer = checkpoint(tmp_path, ["1", "2", "+", "="])
+    model = load_pretrained(tmp_path / "init", MODEL, tokenizer, "cpu")
     prepare(model, MODEL, TransferConfig(freeze=spec), new_symbols=0, vocab_size=8)
     trainable = {".".join(n.split(".")[:2 if n.startswith("blocks") else 1])
                  for n, p in model.named_parameters() if p.requires_grad}

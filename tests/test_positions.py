@@ -14,8 +14,8 @@ from msr.data.batching import EncodedSplit
 from msr.eval.decoding import reserve_positions
 from msr.eval.metrics import batches, evaluate
 from msr.models import build_model
-from msr.models.positions import (alibi_slopes, apply_rotary, random_position_models, random_positions,
-                                  rotary_angles, rotary_frequencies, target_gap_positions)
+from msr.models.positions import (alibi_between, alibi_bias, alibi_slopes, apply_rotary, random_position_models,
+                                  random_positions, rotary_angles, rotary_frequencies, target_gap_positions)
 
 KINDS = ["learned", "sinusoidal", "rope", "alibi", "none"]
 
@@ -173,6 +173,20 @@ def test_a_random_target_gap_shifts_each_rows_target_and_nothing_else():
     assert torch.equal(model.position_ids(tokens, 0, None)[0], order) and random_position_models(model) == []
 
 
+def test_alibi_over_shifted_positions_penalises_the_distance_with_the_gap():
+    slopes = torch.tensor([0.5, 0.25])
+    positions = torch.tensor([[0, 1, 2, 13, 14]])  # <sep> at index 2, the target shifted by a gap of 10
+    bias = alibi_between(slopes, positions, None, torch.float32)
+    assert bias.shape == (1, 2, 5, 5)
+    assert bias[0, 0, 3].tolist() == [-6.5, -6.0, -5.5, 0.0, float("-inf")]  # 0.5 × (13, 12, 11, 0)
+    assert bias[0, 1, 4, 3].item() == -0.25 and bias[0, 1, 1, 0].item() == -0.25  # within a part: exact
+    # in order, it is the bias the cache continues; under a prefix mask, the distance both ways
+    torch.testing.assert_close(alibi_between(slopes, torch.arange(5), None, torch.float32),
+                               alibi_bias(slopes, 0, 5, torch.float32)[None], rtol=0, atol=0)
+    visible = torch.ones(1, 1, 3, 3, dtype=torch.bool)
+    assert alibi_between(slopes, torch.arange(3), visible, torch.float32)[0, 0, 0].tolist() == [0.0, -0.5, -1.0]
+
+
 @pytest.mark.parametrize("kw, key", [
     ({"positions": "rope", "d_model": 15, "n_heads": 3}, "model.positions"),
     ({"positions": "learned", "random_target_gap": 8}, "model.random_target_gap"),
@@ -202,10 +216,11 @@ def test_a_rope_transformer_trains_and_evaluates(in_tmp):
     assert read_metrics(in_tmp / "eval")["status"] == "completed"
 
 
-def test_a_random_target_gap_takes_effect_in_training_only(in_tmp):
+@pytest.mark.parametrize("kind", ["rope", "alibi"])
+def test_a_random_target_gap_takes_effect_in_training_only(in_tmp, kind):
     """msr train hands the model its <sep> id (the gap would fail without it); the same seed with
     and without the gap trains differently, and the gap run's test is scored in order."""
-    common = [*TINY, *TINY_MODEL["transformer"], "model.positions=rope", "trainer.max_steps=6"]
+    common = [*TINY, *TINY_MODEL["transformer"], f"model.positions={kind}", "trainer.max_steps=6"]
     assert run_msr("train", *common, "model.random_target_gap=32", "hydra.run.dir=gap") == 0
     assert run_msr("train", *common, "hydra.run.dir=plain") == 0
     gap, plain = (read_metrics(in_tmp / name)["metrics"] for name in ("gap", "plain"))

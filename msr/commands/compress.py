@@ -25,7 +25,7 @@ from msr.data import content_fingerprint
 from msr.eval.inference import load_checkpoint
 from msr.eval.metrics import evaluate
 from msr.eval.report import training_predictions
-from msr.models import build_model
+from msr.models import build_model_for
 from msr.runs import RunDir, checkpoint_dir
 from msr.train.checkpoint import save_checkpoint
 from msr.train.recipe import encode_splits, run_logger, start, task_splits, train_model
@@ -129,7 +129,7 @@ def fine_tune(model, training: TrainConfig, dict_cfg, run: RunDir, tokenizer, da
     the masks keep the pruned entries zero, and the checkpoints hold the plain model they compute."""
 
     def plain():
-        copy = build_model(training.model, tokenizer.vocab_size).to(device)
+        copy = build_model_for(training.model, tokenizer).to(device)
         copy.load_state_dict(plain_state(model))
         return copy
 

@@ -40,7 +40,7 @@ def run(dict_cfg, run: RunDir) -> dict:
     splits = task_splits(cfg, "finetune")
     tokenizer, new = grow_vocabulary(load_tokenizer(source), training_texts(splits))
     data = encode_splits(splits, tokenizer, cfg, device)
-    model = load_pretrained(source, cfg.model, tokenizer.vocab_size, device, tokenizer.sep_id)
+    model = load_pretrained(source, cfg.model, tokenizer, device)
     attention = attention_after(init)
     if attention != "causal":
         model.set_attention(attention, tokenizer.sep_id)

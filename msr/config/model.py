@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from omegaconf import MISSING
@@ -85,7 +85,7 @@ class TransformerConfig(Validated):
     random_range: RandomRange = RandomRange.max_len
     # in training, each row's positions from its <sep> on move on by a random 0..random_target_gap,
     # so how far the target sits from the input says nothing about which input token a step reads;
-    # evaluation and decoding use positions in order (gap 0, seen in training). For rope
+    # evaluation and decoding use positions in order (gap 0, seen in training). For rope and alibi
     random_target_gap: int = 0
     # scalable: each query's attention logits times s·log(n), n the keys it may see and s learned
     # per head (Nakanishi, 2025, "Scalable-Softmax"), so a query that picks one key out of many
@@ -95,12 +95,20 @@ class TransformerConfig(Validated):
     # qkv_conv positions by a depthwise causal convolution, so a head knows its neighbours exactly
     # (which ALiBi's recency penalty and NoPE cannot give); 0 turns it off
     qkv_conv: int = 0
+    # position coupling (Cho et al., 2024): each of these tokens starts the next coupled index,
+    # counted afresh in the input and after <sep>, so the k-th step of the target and the k-th
+    # step of the input it reads share index k at any length. A learned table of coupling_range
+    # rows is added to the embeddings beside model.positions (which still orders the tokens
+    # within a step); in training each sequence's indices start at a random row, so every row is
+    # trained, and evaluation starts at 0. Empty: off
+    coupling_tokens: list[str] = field(default_factory=list)
+    coupling_range: int = 32
     tie_embeddings: bool = True
     share_layers: bool = False  # one block applied n_layers times (Universal Transformer)
 
     def check(self, p: str) -> None:
         self.check_name(p)
-        positive_ints(self, p, "d_model", "n_layers", "n_heads", "d_ff", "max_len")
+        positive_ints(self, p, "d_model", "n_layers", "n_heads", "d_ff", "max_len", "coupling_range")
         require(self.d_model % self.n_heads == 0, p + "n_heads", self.n_heads,
                 f"must divide model.d_model={self.d_model}")
         fraction(p + "dropout", self.dropout)
@@ -112,11 +120,13 @@ class TransformerConfig(Validated):
                 p + "random_positions", self.random_positions,
                 f"works with model.positions=learned|sinusoidal|rope, not {Positions(self.positions).value}")
         require(self.random_target_gap >= 0, p + "random_target_gap", self.random_target_gap, "must be >= 0")
+        require(all(isinstance(t, str) and t.strip() == t and t for t in self.coupling_tokens),
+                p + "coupling_tokens", list(self.coupling_tokens), "a list of tokens of the vocabulary, e.g. [+,-,*]")
         require(self.qkv_conv >= 0, p + "qkv_conv", self.qkv_conv, "a kernel width >= 1, or 0 for none")
-        require(not self.random_target_gap or (self.positions == "rope" and not self.random_positions),
+        require(not self.random_target_gap or (self.positions in ("rope", "alibi") and not self.random_positions),
                 p + "random_target_gap", self.random_target_gap,
-                "shifts rope positions in order: set model.positions=rope and model.random_positions=false, "
-                "or model.random_target_gap=0")
+                "shifts rope or alibi positions in order: set model.positions=rope|alibi and "
+                "model.random_positions=false, or model.random_target_gap=0")
         require(self.random_range == "max_len" or self.random_positions, p + "random_range",
                 RandomRange(self.random_range).value, "says where random positions are drawn from: "
                 "set model.random_positions=true with it")

@@ -13,7 +13,7 @@ from msr.train.checkpoint import load_meta, load_tokenizer, load_weights, read_w
 def load_checkpoint(directory: Path, device):
     """(model, tokenizer, meta) of one checkpoint, the model built from the config it saved."""
     from msr.config import RecurrentConfig, TransformerConfig
-    from msr.models import build_model
+    from msr.models import build_model_for
 
     meta = load_meta(directory)
     saved = dict(meta.get("model", {}))
@@ -21,8 +21,12 @@ def load_checkpoint(directory: Path, device):
               "gru": RecurrentConfig}.get(saved.get("name"))
     if schema is None:
         raise UserError(f"{directory}/meta.json names no model msr knows ({saved.get('name')!r})")
+    tokenizer = load_tokenizer(directory)
+    if tokenizer.vocab_size != meta["vocab_size"]:
+        raise UserError(f"{directory}: tokenizer.json has {tokenizer.vocab_size} tokens but the weights were "
+                        f"trained for {meta['vocab_size']}; the files come from different runs")
     try:
-        model = build_model(schema(**saved), meta["vocab_size"]).to(device)
+        model = build_model_for(schema(**saved), tokenizer).to(device)
         if "quantized" in meta:  # msr compress: int8 layers rebuilt from their stored weights and scales
             rebuild(model, read_weights(directory / "model.safetensors"), meta["quantized"]["layers"], device)
         else:
@@ -31,10 +35,6 @@ def load_checkpoint(directory: Path, device):
         raise UserError(f"{directory}: the weights do not fit the {saved['name']} model its meta.json "
                         f"describes ({str(err).splitlines()[0]})") from None
     model.eval()
-    tokenizer = load_tokenizer(directory)
-    if tokenizer.vocab_size != meta["vocab_size"]:
-        raise UserError(f"{directory}: tokenizer.json has {tokenizer.vocab_size} tokens but the weights were "
-                        f"trained for {meta['vocab_size']}; the files come from different runs")
     if meta.get("attention_mask", "causal") != "causal":  # a prefix LM (or a masked LM) reads as it trained
         model.set_attention(meta["attention_mask"], tokenizer.sep_id)
     return model, tokenizer, meta

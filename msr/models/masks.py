@@ -39,10 +39,3 @@ def visible_keys(mode: str, tokens: torch.Tensor, sep_id: int | None, past: int)
     in_prefix = keys[None, :] < prefix_lengths(tokens, sep_id)[:, None]  # [B, T keys]
     return (causal[None] | in_prefix[:, None, :])[:, None]
 
-
-def symmetric_alibi(slopes: torch.Tensor, visible: torch.Tensor, dtype) -> torch.Tensor:
-    """ALiBi both ways: -slope × |distance| where `visible` allows, -inf elsewhere: [B or 1, heads, T, T]."""
-    positions = torch.arange(visible.shape[-1], device=slopes.device)
-    distance = (positions[:, None] - positions[None, :]).abs().to(dtype)
-    bias = -slopes.to(dtype)[:, None, None] * distance
-    return bias[None].masked_fill(~visible, float("-inf"))

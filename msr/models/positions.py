@@ -47,7 +47,7 @@ def target_gap_positions(tokens: torch.Tensor, sep_id: int | None, limit: int, g
     the input then varies from row to row, while distances within the input and within the target
     stay exact. A row without <sep> is not shifted."""
     if sep_id is None:
-        raise ValueError("random_target_gap needs the <sep> id: build_model(cfg, vocab_size, sep_id)")
+        raise ValueError("random_target_gap needs the <sep> id: msr.models.build_model_for(cfg, tokenizer)")
     B, T = tokens.shape
     gap = torch.randint(0, limit + 1, (B, 1), device=tokens.device, generator=generator)
     after_input = (tokens == sep_id).cumsum(dim=1) > 0  # the first <sep> and all after it
@@ -96,6 +96,20 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
     return torch.tensor(slopes)
 
 
+def alibi_between(slopes: torch.Tensor, positions: torch.Tensor, visible: torch.Tensor | None, dtype) -> torch.Tensor:
+    """[B or 1, heads, T, T] ALiBi for a pass without a cache: -slope × |p_i - p_j| between the
+    positions `positions` ([T], or [B, T] with random_target_gap) where `visible` allows (a
+    bidirectional or prefix mask, [B or 1, 1, T, T]; None: the causal one), -inf elsewhere."""
+    positions = positions.expand(visible.shape[0] if visible is not None else 1, -1) if positions.dim() == 1 \
+        else positions
+    distance = (positions[:, :, None] - positions[:, None, :]).abs().to(dtype)  # [B, T queries, T keys]
+    if visible is None:
+        T = positions.shape[1]
+        visible = torch.ones(T, T, dtype=torch.bool, device=positions.device).tril()
+    bias = -slopes.to(dtype)[None, :, None, None] * distance[:, None]
+    return bias.masked_fill(~visible, float("-inf"))
+
+
 def alibi_bias(slopes: torch.Tensor, past: int, length: int, dtype) -> torch.Tensor:
     """[heads, length, past + length] additive attention mask for queries at positions
     past..past+length-1: -slope × distance to each earlier key, -inf for the later ones."""
@@ -104,3 +118,24 @@ def alibi_bias(slopes: torch.Tensor, past: int, length: int, dtype) -> torch.Ten
     distance = (queries - keys).to(dtype)
     bias = -slopes.to(dtype)[:, None, None] * distance
     return bias.masked_fill(distance < 0, float("-inf"))
+
+
+def coupled_positions(tokens: torch.Tensor, markers: torch.Tensor, sep_id: int,
+                      counts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Position coupling (Cho et al., 2024): [B, T] indices, each the number of `markers` seen
+    since the row's last <sep> (or its start), so the k-th step of the input and the k-th step of
+    the target share index k at any length; and the [B, 2] counts that continue the rows in the
+    next call (markers seen in all, and that total at the last <sep>)."""
+    total, base = (tokens.new_zeros(tokens.shape[0], 2) if counts is None else counts).unbind(-1)
+    running = total[:, None] + torch.isin(tokens, markers).cumsum(dim=1)
+    # running never falls, so the running maximum of its values at <sep> is the latest one
+    base = torch.where(tokens == sep_id, running, base[:, None]).cummax(dim=1).values
+    return running - base, torch.stack([running[:, -1], base[:, -1]], dim=-1)
+
+
+def coupling_offsets(indices: torch.Tensor, table: int, generator=None) -> torch.Tensor:
+    """[B, 1] random starts for training, each row's indices shifted so they stay below `table`:
+    every row of the table is trained, not only those a short sequence reaches from 0."""
+    room = (table - indices.amax(dim=1, keepdim=True)).clamp(min=1)  # a row too long fails the caller's check
+    draw = torch.rand(room.shape, device=indices.device, generator=generator)
+    return (draw * room).floor().long()

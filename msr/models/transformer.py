@@ -1,8 +1,9 @@
 """A pre-LayerNorm decoder-only Transformer (GPT-2 style) on scaled_dot_product_attention.
 
-`state` is (the KV cache, the positions drawn): one (keys, values) pair per layer, each
-[B, heads, T_past, head_dim] (with model.qkv_conv also the last raw q, k, v rows), and with
-random positions the [B, n] positions planned for the sequence (else None). Passing it back
+`state` is (the KV cache, the positions drawn, the coupling counts): one (keys, values) pair per
+layer, each [B, heads, T_past, head_dim] (with model.qkv_conv also the last raw q, k, v rows);
+with random positions the [B, n] positions planned for the sequence; with position coupling the
+[B, 2] marker counts (msr/models/positions.py); else None. Passing it back
 continues the sequence where it stopped, so decoding costs one token per call.
 Keys are cached after their rotation (rope), so a cached step rotates only the new token's q, k.
 Attention is causal unless set_attention makes it bidirectional (masked-LM pretraining) or a
@@ -18,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msr.models.masks import MODES, symmetric_alibi, visible_keys
-from msr.models.positions import (alibi_bias, alibi_slopes, apply_rotary, random_positions, rotary_angles,
-                                  rotary_frequencies, sinusoidal_table, target_gap_positions)
+from msr.models.masks import MODES, visible_keys
+from msr.models.positions import (alibi_between, alibi_bias, alibi_slopes, apply_rotary, coupled_positions, coupling_offsets,
+                                  random_positions, rotary_angles, rotary_frequencies, sinusoidal_table,
+                                  target_gap_positions)
 
 TABLES = ("learned", "sinusoidal")  # positions added to the embeddings: they end at max_len
 EVAL_POSITIONS_SEED = 0  # random positions outside training: the same draw for a sequence every pass
@@ -117,7 +119,7 @@ class Block(nn.Module):
 
 
 class TransformerLM(nn.Module):
-    def __init__(self, cfg, vocab_size: int, sep_id: int | None = None):
+    def __init__(self, cfg, vocab_size: int, sep_id: int | None = None, coupling_ids: tuple[int, ...] = ()):
         super().__init__()
         self.kind = str(getattr(cfg.positions, "value", cfg.positions))
         self.random_positions, self.position_range = cfg.random_positions, cfg.max_len
@@ -138,6 +140,13 @@ class TransformerLM(nn.Module):
             self.register_buffer("frequencies", rotary_frequencies(cfg.d_model // cfg.n_heads), persistent=False)
         elif self.kind == "alibi":
             self.register_buffer("slopes", alibi_slopes(cfg.n_heads), persistent=False)
+        self.coupling = None
+        if getattr(cfg, "coupling_tokens", None):  # runs saved before it was an option have none
+            if sep_id is None or len(coupling_ids) != len(cfg.coupling_tokens):
+                raise ValueError("position coupling needs the <sep> id and the ids of model.coupling_tokens: "
+                                 "msr.models.build_model_for(cfg, tokenizer)")
+            self.coupling = nn.Embedding(cfg.coupling_range, cfg.d_model)
+            self.register_buffer("coupling_markers", torch.tensor(coupling_ids), persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         # With share_layers, one block is applied n_layers times, as in the Universal Transformer
         # (Dehghani et al., 2019): every depth learns the same step, like an RNN's time steps.
@@ -203,33 +212,50 @@ class TransformerLM(nn.Module):
                              f"reserve them first (msr.eval.decoding.reserve_positions)")
         return plan[:, past : past + T], plan
 
+    def coupled(self, tokens: torch.Tensor, counts: torch.Tensor | None):
+        """The coupling table's rows for `tokens` [B, T, d_model], and the counts to carry on."""
+        fresh = counts is None
+        indices, counts = coupled_positions(tokens, self.coupling_markers, self.sep_id, counts)
+        if self.training and fresh:
+            indices = indices + coupling_offsets(indices, self.coupling.num_embeddings)
+        if indices.numel() and int(indices.max()) >= self.coupling.num_embeddings:
+            raise ValueError(f"{int(indices.max()) + 1} coupled positions in a sequence, but "
+                             f"model.coupling_range={self.coupling.num_embeddings}: raise it")
+        return self.coupling(indices), counts
+
     def forward(self, tokens: torch.Tensor, state=None):
-        """tokens [B, T] -> logits [B, T, V] and the state (KV cache, positions) after the last token."""
-        caches, plan = (None, None) if state is None else state
+        """tokens [B, T] -> logits [B, T, V] and the state (KV cache, positions, coupling counts)
+        after the last token."""
+        caches, plan, counts = (None, None, None) if state is None else state
         past = 0 if caches is None else caches[0][0].shape[2]
         end = past + tokens.shape[1]
         if hasattr(self, "max_len") and end > self.max_len:
             raise ValueError(f"sequence of {end} tokens is longer than model.max_len={self.max_len}")
         positions, plan = self.position_ids(tokens, past, plan)
         x = self.embed(tokens)
+        if self.coupling is not None:
+            rows, counts = self.coupled(tokens, counts)
+            x = x + rows
         rotary, bias = None, visible_keys(self.attention_mask, tokens, self.sep_id, past)  # None: causal
         if self.kind in TABLES:
             x = x + self.positions[positions]
         elif self.kind == "rope":
             rotary = rotary_angles(positions, self.frequencies)
         elif self.kind == "alibi":
-            bias = alibi_bias(self.slopes, past, tokens.shape[1], x.dtype) if bias is None else \
-                symmetric_alibi(self.slopes, bias, x.dtype)
+            if bias is None and positions.dim() == 1:  # causal, in order: the bias the cache continues
+                bias = alibi_bias(self.slopes, past, tokens.shape[1], x.dtype)
+            else:  # a bidirectional or prefix mask, or a target shifted by random_target_gap
+                bias = alibi_between(self.slopes, positions, bias, x.dtype)
         x = self.drop(x)
         cache = []
         for i, block in enumerate(self.blocks):
             x, layer_cache = block(x, None if caches is None else caches[i], rotary, bias)
             cache.append(layer_cache)
-        return self.head(self.ln_f(x)), (tuple(cache), plan)
+        return self.head(self.ln_f(x)), (tuple(cache), plan, counts)
 
     @staticmethod
     def reorder_state(state, index: torch.Tensor):
         """The state of sequences `index` (batch is dim 0 of every key, value and position tensor)."""
-        caches, plan = state
+        caches, *positions = state
         return (tuple(tuple(part.index_select(0, index) for part in layer) for layer in caches),
-                None if plan is None else plan.index_select(0, index))
+                *(None if part is None else part.index_select(0, index) for part in positions))

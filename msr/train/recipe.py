@@ -26,7 +26,7 @@ from msr.errors import UserError
 from msr.eval.by_task import flat_task_metrics, task_breakdown
 from msr.eval.metrics import evaluate
 from msr.eval.report import training_predictions
-from msr.models import build_model, count_parameters
+from msr.models import build_model_for, count_parameters
 from msr.logs import interactive
 from msr.runs import RunDir
 from msr.train.checkpoint import load_training_weights, save_checkpoint
@@ -122,7 +122,7 @@ def check_lengths(data: dict, max_len: int | None) -> None:
 
 def new_model(cfg, tokenizer: TextTokenizer, device) -> nn.Module:
     """cfg.model, freshly initialised (from the seeded stream), on `device`."""
-    model = build_model(cfg.model, tokenizer.vocab_size, tokenizer.sep_id).to(device)
+    model = build_model_for(cfg.model, tokenizer).to(device)
     log.info("model %s: %s parameters on %s", cfg.model.name, f"{count_parameters(model):,}", device)
     return model
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from msr.data.tokenizer import TextTokenizer
 from msr.errors import UserError
-from msr.models import build_model
+from msr.models import build_model_for
 from msr.train.checkpoint import fit_weights, read_weights
 
 log = logging.getLogger("msr")
@@ -100,12 +100,12 @@ def attention_after(init_meta: dict) -> str:
     return init_meta.get("attention_mask", "causal")
 
 
-def load_pretrained(directory: Path, model_cfg, vocab_size: int, device, sep_id: int | None = None) -> nn.Module:
-    """The model of `directory`'s checkpoint with room for `vocab_size` symbols (and, for learned
+def load_pretrained(directory: Path, model_cfg, tokenizer, device) -> nn.Module:
+    """The model of `directory`'s checkpoint with room for `tokenizer`'s symbols (and, for learned
     positions, model.max_len positions): the old rows as trained, the new ones at the mean of the
     old (so a new symbol or position starts as an average one)."""
     tensors = read_weights(Path(directory) / "model.safetensors", device)
-    model = build_model(model_cfg, vocab_size, sep_id).to(device)
+    model, vocab_size = build_model_for(model_cfg, tokenizer).to(device), tokenizer.vocab_size
     rows = {name: vocab_size for name in VOCABULARY_ROWS}
     if getattr(model_cfg, "positions", None) == "learned":
         rows["positions"] = model_cfg.max_len
