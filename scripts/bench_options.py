@@ -45,6 +45,8 @@ OPTIONS: dict[str, tuple[str, dict]] = {
     "rope+gap": ("transformer", {"positions": "rope", "random_target_gap": 64}),
     "alibi+scalable": ("transformer", {"positions": "alibi", "softmax": "scalable"}),
     "alibi+conv": ("transformer", {"positions": "alibi", "qkv_conv": 3}),
+    "alibi+gap": ("transformer", {"positions": "alibi", "random_target_gap": 64}),
+    "alibi+coupling": ("transformer", {"positions": "alibi", "coupling_tokens": ["m1", "m2"]}),
     "lstm-dot": ("lstm", {"attention": "dot"}),
     "lstm-additive": ("lstm", {"attention": "additive"}),
     "lstm-dot+feeding": ("lstm", {"attention": "dot", "input_feeding": True}),
@@ -57,7 +59,8 @@ UNCHECKED = ("+feeding",)  # the issue's exception: reported, not held to --min-
 def train_step(cfg, split, args, device):
     """msr's per-step work for a fresh model of `cfg`: (step callable, parameter count)."""
     torch.manual_seed(0)
-    model = build_model(cfg, args.vocab, sep_id=1).to(device)  # any token of the random data: a gap starts at its first
+    # any tokens of the random data: a gap starts at the first 1, coupled indices count 2s and 3s
+    model = build_model(cfg, args.vocab, sep_id=1, coupling_ids=(2, 3)[: len(cfg.coupling_tokens)]).to(device)
     optimizer = build_optimizer(AdamWConfig(lr=3e-3), model)
     total = args.warmup + args.repeats * args.steps
     trainer = Trainer(model, optimizer, build_scheduler(CosineConfig(warmup_steps=100), optimizer, total),

@@ -67,6 +67,7 @@ VARIANTS: dict[str, list[str]] = {
     "tf-rope+gap": [*TRANSFORMER, "model.positions=rope", "model.random_target_gap=64"],
     "tf-alibi+scalable": [*TRANSFORMER, "model.positions=alibi", "model.softmax=scalable"],
     "tf-alibi+conv": [*TRANSFORMER, "model.positions=alibi", "model.qkv_conv=3"],
+    "tf-alibi+gap": [*TRANSFORMER, "model.positions=alibi", "model.random_target_gap=64"],
     "lstm": ["model=lstm"],
     "lstm-dot": ["model=lstm", "model.attention=dot"],
     "lstm-additive": ["model=lstm", "model.attention=additive"],
@@ -75,7 +76,7 @@ VARIANTS: dict[str, list[str]] = {
 }
 DEFAULT_VARIANTS = [v for v in VARIANTS
                     if v not in ("lstm-dot+feeding", "tf-rope+random-log", "tf-rope+gap", "tf-alibi+scalable",
-                                  "tf-alibi+conv")]
+                                  "tf-alibi+conv", "tf-alibi+gap")]
 
 TASKS: dict[str, list[str]] = {
     "arith": ["data=arith", "data.scratchpad=true"],  # the scratchpad gives each step a token to show
