@@ -84,7 +84,7 @@ def test_a_coupled_run_trains_saves_and_evaluates_with_its_coupling(in_tmp):
     tokens = "model.coupling_tokens=[+,-,*]"
     assert run_msr("train", *TINY, "model=transformer", "model.d_model=16", "model.n_heads=2", "model.d_ff=32",
                    "model.positions=alibi", "data=arith", "data.scratchpad=true", "data.scratchpad_operands=true",
-                   tokens, "hydra.run.dir=run") == 0
+                   tokens, "trainer.max_steps=6", "data.test.size=12", "hydra.run.dir=run") == 0
     meta = json.loads(next(in_tmp.glob("run/checkpoints/*/meta.json")).read_text())
     assert meta["model"]["coupling_tokens"] == ["+", "-", "*"]
     assert run_msr("evaluate", "run=run", "hydra.run.dir=again") == 0

@@ -121,7 +121,8 @@ class TransformerConfig(Validated):
                 f"works with model.positions=learned|sinusoidal|rope, not {Positions(self.positions).value}")
         require(self.random_target_gap >= 0, p + "random_target_gap", self.random_target_gap, "must be >= 0")
         require(all(isinstance(t, str) and t.strip() == t and t for t in self.coupling_tokens),
-                p + "coupling_tokens", list(self.coupling_tokens), "a list of tokens of the vocabulary, e.g. [+,-,*]")
+                p + "coupling_tokens", list(self.coupling_tokens),
+                "a list of tokens of the vocabulary, e.g. [+,-,*]")
         require(self.qkv_conv >= 0, p + "qkv_conv", self.qkv_conv, "a kernel width >= 1, or 0 for none")
         require(not self.random_target_gap or (self.positions in ("rope", "alibi") and not self.random_positions),
                 p + "random_target_gap", self.random_target_gap,

@@ -96,7 +96,8 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
     return torch.tensor(slopes)
 
 
-def alibi_between(slopes: torch.Tensor, positions: torch.Tensor, visible: torch.Tensor | None, dtype) -> torch.Tensor:
+def alibi_between(slopes: torch.Tensor, positions: torch.Tensor, visible: torch.Tensor | None,
+                  dtype) -> torch.Tensor:
     """[B or 1, heads, T, T] ALiBi for a pass without a cache: -slope × |p_i - p_j| between the
     positions `positions` ([T], or [B, T] with random_target_gap) where `visible` allows (a
     bidirectional or prefix mask, [B or 1, 1, T, T]; None: the causal one), -inf elsewhere."""

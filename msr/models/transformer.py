@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from msr.models.masks import MODES, visible_keys
-from msr.models.positions import (alibi_between, alibi_bias, alibi_slopes, apply_rotary, coupled_positions, coupling_offsets,
-                                  random_positions, rotary_angles, rotary_frequencies, sinusoidal_table,
-                                  target_gap_positions)
+from msr.models.positions import (alibi_between, alibi_bias, alibi_slopes, apply_rotary, coupled_positions,
+                                  coupling_offsets, random_positions, rotary_angles, rotary_frequencies,
+                                  sinusoidal_table, target_gap_positions)
 
 TABLES = ("learned", "sinusoidal")  # positions added to the embeddings: they end at max_len
 EVAL_POSITIONS_SEED = 0  # random positions outside training: the same draw for a sequence every pass
