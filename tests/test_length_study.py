@@ -104,7 +104,7 @@ def test_every_benchmarked_option_is_a_valid_change_of_its_baseline():
 
 
 @pytest.mark.parametrize("preset, expected", [
-    ("arith_length", ["name: transformer", "positions: alibi", "scratchpad_operands: true", "max_steps: 12"]),
+    ("arith_length", ["name: transformer", "positions: alibi", "random_target_gap: 64", "scratchpad_operands: true", "max_steps: 12"]),
     ("scan_length", ["name: lstm", "attention: dot", "name: scan_length", "max_steps: 8000"]),
     ("kinship_length", ["name: transformer", "positions: none", "name: kinship", "max_steps: 12", "max_steps: 10000"]),
     ("chain_length", ["name: transformer", "positions: none", "name: chain", "modulus: 10", "max_steps: 6"]),
@@ -121,7 +121,7 @@ def composed(capsys, *overrides) -> dict:
 
 
 @pytest.mark.parametrize("preset, task, variant, study_args", [
-    ("arith_length", "arith-ops-sorted", "tf-alibi", ["--test-size", "600", "--steps", "20000", "--",
+    ("arith_length", "arith-ops-sorted", "tf-alibi+gap", ["--test-size", "600", "--steps", "20000", "--",
                                                       "trainer.early_stopping.monitor=val/loss"]),
     ("chain_length", "chain", "tf-none", ["--test-size", "600", "--test-steps", "1-6", "--",
                                           "data.modulus=10", "trainer.batch_size=64", "data.train.size=100000"]),
