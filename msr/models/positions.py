@@ -101,9 +101,8 @@ def alibi_between(slopes: torch.Tensor, positions: torch.Tensor, visible: torch.
     """[B or 1, heads, T, T] ALiBi for a pass without a cache: -slope × |p_i - p_j| between the
     positions `positions` ([T], or [B, T] with random_target_gap) where `visible` allows (a
     bidirectional or prefix mask, [B or 1, 1, T, T]; None: the causal one), -inf elsewhere."""
-    positions = positions.expand(visible.shape[0] if visible is not None else 1, -1) if positions.dim() == 1 \
-        else positions
-    distance = (positions[:, :, None] - positions[:, None, :]).abs().to(dtype)  # [B, T queries, T keys]
+    positions = positions.reshape(-1, positions.shape[-1])  # [B or 1, T]: a 1 broadcasts over `visible`'s rows
+    distance = (positions[:, :, None] - positions[:, None, :]).abs().to(dtype)  # [B or 1, T queries, T keys]
     if visible is None:
         T = positions.shape[1]
         visible = torch.ones(T, T, dtype=torch.bool, device=positions.device).tril()

@@ -105,8 +105,8 @@ def load_pretrained(directory: Path, model_cfg, tokenizer, device) -> nn.Module:
     positions, model.max_len positions): the old rows as trained, the new ones at the mean of the
     old (so a new symbol or position starts as an average one)."""
     tensors = read_weights(Path(directory) / "model.safetensors", device)
-    model, vocab_size = build_model_for(model_cfg, tokenizer).to(device), tokenizer.vocab_size
-    rows = {name: vocab_size for name in VOCABULARY_ROWS}
+    model = build_model_for(model_cfg, tokenizer).to(device)
+    rows = {name: tokenizer.vocab_size for name in VOCABULARY_ROWS}
     if getattr(model_cfg, "positions", None) == "learned":
         rows["positions"] = model_cfg.max_len
     for name, wanted in rows.items():
