@@ -192,6 +192,7 @@ class FileFormat(str, Enum):
 class Preprocess(str, Enum):
     none = "none"
     scan = "scan"  # steps = composition words (and, after, twice, thrice, around, opposite)
+    scan_structured = "scan_structured"  # as scan, and the target marks each repeated unit's end
     gsm8k = "gsm8k"  # solution lines = scratchpad and steps, the number after #### = target
 
 
