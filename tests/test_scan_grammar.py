@@ -26,16 +26,16 @@ L, R, J, W = "I_TURN_LEFT", "I_TURN_RIGHT", "I_JUMP", "I_WALK"
     ("jump right", f"{R} {J}"),
     ("jump opposite left", f"{L} {L} {J}"),
     ("turn opposite right", f"{R} {R}"),
-    ("turn around right", f"{R} . {R} . {R} . {R}"),
-    ("jump around left", f"{L} {J} . {L} {J} . {L} {J} . {L} {J}"),
-    ("walk thrice", f"{W} | {W} | {W}"),
-    ("jump opposite left twice", f"{L} {L} {J} | {L} {L} {J}"),
+    ("turn around right", f"{R} .3 {R} .2 {R} .1 {R} .0"),
+    ("jump around left", f"{L} {J} .3 {L} {J} .2 {L} {J} .1 {L} {J} .0"),
+    ("walk thrice", f"{W} |2 {W} |1 {W} |0"),
+    ("jump opposite left twice", f"{L} {L} {J} |1 {L} {L} {J} |0"),
     ("jump and walk left", f"{J} ; {L} {W}"),
-    ("jump after walk left twice", f"{L} {W} | {L} {W} ; {J}"),  # "x after y": y first
+    ("jump after walk left twice", f"{L} {W} |1 {L} {W} |0 ; {J}"),  # "x after y": y first
     ("jump around left twice and walk",
-     f"{L} {J} . {L} {J} . {L} {J} . {L} {J} | {L} {J} . {L} {J} . {L} {J} . {L} {J} ; {W}"),
+     f"{L} {J} .3 {L} {J} .2 {L} {J} .1 {L} {J} .0 |1 {L} {J} .3 {L} {J} .2 {L} {J} .1 {L} {J} .0 |0 ; {W}"),
 ])
-def test_marks_end_each_turn_repetition_and_half(command, target):
+def test_marks_count_down_the_turns_and_repetitions_and_end_the_first_half(command, target):
     assert structured_target(command) == target
 
 
@@ -43,7 +43,9 @@ def test_the_actions_alone_are_scans_target():
     # 3 x (4 x "turn, jump") then 2 x walk: 26 actions, longer than any the length split trains on
     target = structured_target("walk twice after jump around left thrice")
     assert actions_of(target) == " ".join([L, J] * 12 + [W, W])
-    assert target.split().count("|") == 3 and target.split().count(".") == 9 and target.split().count(";") == 1
+    words = target.split()
+    assert [w for w in words if w.startswith("|")] == ["|2", "|1", "|0", "|1", "|0"]
+    assert [w for w in words if w.startswith(".")] == [".3", ".2", ".1", ".0"] * 3 and words.count(";") == 1
 
 
 @pytest.mark.skipif(not SCAN.is_dir(), reason="needs SCAN in ../shared/data/scan")
@@ -67,7 +69,7 @@ def test_the_loaded_targets_are_structured_and_keep_their_steps(scan_file, tmp_p
     cfg = scan_file("IN: jump twice OUT: I_JUMP I_JUMP\nIN: walk and turn left OUT: I_WALK I_TURN_LEFT\n")
     data = load_data(cfg, PathsConfig(data=str(tmp_path), cache=str(tmp_path / "cache"))).splits
     assert {(r["input"], r["target"], r["steps"]) for r in data["train"]} == {
-        ("jump twice", "I_JUMP | I_JUMP", 1), ("walk and turn left", "I_WALK ; I_TURN_LEFT", 1)}
+        ("jump twice", "I_JUMP |1 I_JUMP |0", 1), ("walk and turn left", "I_WALK ; I_TURN_LEFT", 1)}
 
 
 @pytest.mark.parametrize("lines, wrong", [

@@ -2,16 +2,18 @@
 the command's structure: `data.preprocess=scan_structured` marks where each repetition ends.
 
 A plain SCAN target is a flat run of actions, and a model must count out of `twice`, `thrice`
-and `around` where it stops. The structured target puts a mark after every unit it repeats:
+and `around` where it stops. The structured target marks every unit the command repeats:
 
     jump around left twice and walk
-    I_TURN_LEFT I_JUMP . I_TURN_LEFT I_JUMP . I_TURN_LEFT I_JUMP . I_TURN_LEFT I_JUMP |
-    I_TURN_LEFT I_JUMP . ... . I_TURN_LEFT I_JUMP ; I_WALK
+    I_TURN_LEFT I_JUMP .3 I_TURN_LEFT I_JUMP .2 I_TURN_LEFT I_JUMP .1 I_TURN_LEFT I_JUMP .0 |1
+    I_TURN_LEFT I_JUMP .3 ... I_TURN_LEFT I_JUMP .0 |0 ; I_WALK
 
-`.` ends one of `around`'s four turns, `|` one of `twice`/`thrice`'s repetitions, `;` the first
-half of `and`/`after`. Every count a model then makes is one of training's (four turns, two or
-three repetitions, two halves), however long the whole output grows. The actions alone (the
-marks dropped) are exactly SCAN's target; the marks are supervision, never scored apart.
+`.k` ends one of `around`'s four turns and `|k` one repetition of `twice`/`thrice`, each saying
+how many are still to come; `;` ends the first half of `and`/`after`. So whether to go on is read off
+the last mark, not counted out of the output's length. (The length split never trains on
+`jump around left thrice`, 24 actions; it trains on `turn around left thrice`, whose turns carry
+no action, and on `jump around left twice`: the same marks, after shorter units or fewer of
+them.) The actions alone (the marks dropped) are exactly SCAN's target.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from __future__ import annotations
 from msr.errors import UserError
 
 TURN_MARK, REPEAT_MARK, HALF_MARK = ".", "|", ";"
-MARKS = frozenset({TURN_MARK, REPEAT_MARK, HALF_MARK})
+MARKS = frozenset({HALF_MARK, *(f"{TURN_MARK}{left}" for left in range(4)),
+                   *(f"{REPEAT_MARK}{left}" for left in range(3))})
 
 ACTIONS = {"walk": "I_WALK", "look": "I_LOOK", "run": "I_RUN", "jump": "I_JUMP"}
 TURNS = {"left": "I_TURN_LEFT", "right": "I_TURN_RIGHT"}
@@ -45,10 +48,16 @@ def actions_of(target: str) -> str:
 
 
 def _repeated(words: list[str], command: str) -> str:
-    """S -> V twice | V thrice | V"""
+    """S -> V twice | V thrice | V; each repetition ends with how many are left to write."""
     times = TIMES.get(words[-1], 1) if words else 1
-    unit = words[:-1] if times > 1 else words
-    return f" {REPEAT_MARK} ".join([_phrase(unit, command)] * times)
+    if times == 1:
+        return _phrase(words, command)
+    return _counted(_phrase(words[:-1], command), times, REPEAT_MARK)
+
+
+def _counted(unit: str, times: int, mark: str) -> str:
+    """`unit` written `times` times, each followed by the mark and how many are still to come."""
+    return " ".join(f"{unit} {mark}{left}" for left in reversed(range(times)))
 
 
 def _phrase(words: list[str], command: str) -> str:
@@ -67,7 +76,7 @@ def _phrase(words: list[str], command: str) -> str:
         return " ".join([turn, *act])
     if words[1] == "opposite":
         return " ".join([turn, turn, *act])
-    return f" {TURN_MARK} ".join([" ".join([turn, *act])] * 4)
+    return _counted(" ".join([turn, *act]), 4, TURN_MARK)
 
 
 def _not_scan(command: str) -> UserError:
