@@ -105,7 +105,8 @@ def test_every_benchmarked_option_is_a_valid_change_of_its_baseline():
 
 @pytest.mark.parametrize("preset, expected", [
     ("arith_length", ["name: transformer", "positions: alibi", "random_target_gap: 64", "scratchpad_operands: true", "max_steps: 12"]),
-    ("scan_length", ["name: lstm", "attention: dot", "name: scan_length", "max_steps: 8000"]),
+    ("scan_length", ["name: lstm", "attention: dot", "name: scan_length", "preprocess: scan_structured",
+                     "max_steps: 8000", "monitor: val/loss"]),
     ("kinship_length", ["name: transformer", "positions: none", "name: kinship", "max_steps: 12", "max_steps: 10000"]),
     ("chain_length", ["name: transformer", "positions: none", "name: chain", "modulus: 10", "max_steps: 6"]),
 ])

@@ -3,6 +3,7 @@ targets, the actions against every line of the real benchmark, and the refusals.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -89,3 +90,20 @@ def test_the_command_line_refusal_exits_2(in_tmp, capsys):
     assert run_msr("data", "data=scan_simple", "paths.data=.", "data.preprocess=scan_structured") == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
         "msr: error: data.preprocess=scan_structured: the target of 'walk'")
+
+
+def test_the_scan_length_preset_trains_and_scores_on_structured_targets(in_tmp):
+    (in_tmp / "scan").mkdir()
+    commands = ["jump twice", "walk left thrice", "look around right", "run and jump", "turn left after walk"]
+    actions = {"jump twice": "I_JUMP I_JUMP", "walk left thrice": "I_TURN_LEFT I_WALK " * 3,
+               "look around right": "I_TURN_RIGHT I_LOOK " * 4, "run and jump": "I_RUN I_JUMP",
+               "turn left after walk": "I_WALK I_TURN_LEFT"}
+    lines = "".join(f"IN: {c} OUT: {actions[c].strip()}\n" for c in commands)
+    (in_tmp / "scan/tasks_train_length.txt").write_text(lines * 8)
+    (in_tmp / "scan/tasks_test_length.txt").write_text(lines)
+    assert run_msr("train", "+experiment=scan_length", "paths.data=.", "trainer.max_steps=4",
+                   "scheduler.warmup_steps=1", "trainer.eval_every=2", "hydra.run.dir=run") == 0
+    rows = [json.loads(line) for line in (in_tmp / "run/predictions.jsonl").read_text().splitlines()]
+    assert {r["input"]: r["target"] for r in rows} == {c: structured_target(c) for c in commands}
+    vocabulary = json.loads((in_tmp / "run/checkpoints/best/tokenizer.json").read_text())["model"]["vocab"]
+    assert {"|2", "|1", "|0", ".3", ".0", ";"} <= set(vocabulary)
