@@ -28,7 +28,7 @@ def test_command_help_shows_groups_and_config(capsys):
     assert "optimizer: adadelta, adagrad, adam, adamw, muon, rmsprop, sgd" in out
     assert "scheduler: constant, cosine, exponential, linear, step" in out
     assert "device: auto, cpu, cuda, mps" in out
-    assert "+experiment: arith_length, chain_length, kinship_length, scan_length, shakespeare_char, shakespeare_char_cpu, transformer_arith" in out
+    assert "+experiment: arith_length, chain_length, kinship_length, scan_length, scan_length_lstm, shakespeare_char, shakespeare_char_cpu, transformer_arith" in out
     assert "data: arith, chain, files, gsm8k, kinship, listops, logic, mixture, scan_jump, scan_length, scan_simple, tinyshakespeare" in out
     assert "max_steps:" in out
 

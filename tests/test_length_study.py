@@ -105,8 +105,10 @@ def test_every_benchmarked_option_is_a_valid_change_of_its_baseline():
 
 @pytest.mark.parametrize("preset, expected", [
     ("arith_length", ["name: transformer", "positions: alibi", "random_target_gap: 64", "scratchpad_operands: true", "max_steps: 12"]),
-    ("scan_length", ["name: lstm", "attention: dot", "name: scan_length", "preprocess: scan_structured",
+    ("scan_length", ["name: transformer", "positions: alibi", "name: scan_length", "preprocess: scan_structured",
                      "max_steps: 8000", "monitor: val/loss"]),
+    ("scan_length_lstm", ["name: lstm", "attention: dot", "name: scan_length", "preprocess: scan_structured",
+                          "max_steps: 8000", "monitor: val/loss"]),
     ("kinship_length", ["name: transformer", "positions: none", "name: kinship", "max_steps: 12", "max_steps: 10000"]),
     ("chain_length", ["name: transformer", "positions: none", "name: chain", "modulus: 10", "max_steps: 6"]),
 ])
@@ -137,3 +139,10 @@ def test_a_length_preset_is_the_study_run_it_reports(preset, task, variant, stud
         assert preset[key] == study[key], key
     assert {k: preset["trainer"][k] for k in ("max_steps", "batch_size", "early_stopping")} == \
         {k: study["trainer"][k] for k in ("max_steps", "batch_size", "early_stopping")}
+
+
+def test_the_scan_length_preset_is_the_run_the_readme_reports(capsys, in_tmp):
+    command = ["data=scan_length", "data.preprocess=scan_structured", "model=transformer", "optimizer.lr=1e-3",
+               "optimizer.weight_decay=0.1", "model.max_len=512", "model.positions=alibi", "trainer.max_steps=8000",
+               "trainer.early_stopping.monitor=val/loss"]
+    assert composed(capsys, "+experiment=scan_length") == composed(capsys, *command)

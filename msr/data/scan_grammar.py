@@ -31,7 +31,7 @@ CONJUNCTIONS = ("and", "after")
 
 
 def structured_target(command: str) -> str:
-    """The command's actions with the marks between its repeated units (see the module's doc)."""
+    """The command's actions, a mark after each unit it repeats (see the module's doc)."""
     words = command.split()
     for conjunction in CONJUNCTIONS:
         if conjunction in words:
