@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from conftest import run_msr
 
-from msr.config import FilesConfig, PathsConfig
+from msr.config import FilesConfig, PathsConfig, ScanConfig
 from msr.data import load_data
 from msr.data.scan_grammar import actions_of, structured_target
 from msr.errors import UserError
 
 SCAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "scan"
-LINE = re.compile(r"IN: (.*) OUT: (.*)")
+LINE = re.compile(ScanConfig.pattern)  # the line format data=scan_* reads
 
 L, R, J, W = "I_TURN_LEFT", "I_TURN_RIGHT", "I_JUMP", "I_WALK"
 
@@ -61,7 +61,7 @@ def test_every_line_of_the_benchmark_keeps_its_actions():
 def scan_file(tmp_path):
     def write(lines: str) -> FilesConfig:
         (tmp_path / "train.txt").write_text(lines * 10)
-        return FilesConfig(path=str(tmp_path), format="text", pattern="IN: (?P<input>.*) OUT: (?P<target>.*)",
+        return FilesConfig(path=str(tmp_path), format="text", pattern=ScanConfig.pattern,
                            preprocess="scan_structured", val_ratio=0.1, test_ratio=0.4)
     return write
 

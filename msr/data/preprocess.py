@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from msr.data.scan_grammar import actions_of, structured_target
 from msr.errors import UserError
 
 # SCAN's composition words: each one makes the interpreter apply a rule to a sub-command.
@@ -16,8 +17,6 @@ def scan(record: dict) -> dict:
 def scan_structured(record: dict) -> dict:
     """SCAN with the command's structure marked in the target (msr/data/scan_grammar.py); a file
     whose target is not its command's actions is not SCAN, and is refused."""
-    from msr.data.scan_grammar import actions_of, structured_target
-
     target = structured_target(record["input"])
     if actions_of(target) != " ".join(record["target"].split()):
         raise UserError(f"data.preprocess=scan_structured: the target of {record['input']!r} is not what SCAN's "
