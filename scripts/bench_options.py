@@ -60,7 +60,8 @@ def train_step(cfg, split, args, device):
     """msr's per-step work for a fresh model of `cfg`: (step callable, parameter count)."""
     torch.manual_seed(0)
     # any tokens of the random data: a gap starts at the first 1, coupled indices count 2s and 3s
-    model = build_model(cfg, args.vocab, sep_id=1, coupling_ids=(2, 3)[: len(cfg.coupling_tokens)]).to(device)
+    coupled = len(getattr(cfg, "coupling_tokens", ()))  # a Transformer option; the RNNs have none
+    model = build_model(cfg, args.vocab, sep_id=1, coupling_ids=(2, 3)[:coupled]).to(device)
     optimizer = build_optimizer(AdamWConfig(lr=3e-3), model)
     total = args.warmup + args.repeats * args.steps
     trainer = Trainer(model, optimizer, build_scheduler(CosineConfig(warmup_steps=100), optimizer, total),
