@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import run_msr
@@ -103,14 +105,9 @@ def test_every_benchmarked_option_is_a_valid_change_of_its_baseline():
                 and "input_feeding" not in bench_options.OPTIONS[o][1]]
 
 
-
 def test_every_benchmarked_option_trains_a_step_beside_its_baseline():
     """bench_options.py builds and trains each side: an option whose model no longer builds (the
     RNN options once asked their config for the Transformer's coupling_tokens) fails here."""
-    import argparse
-
-    import torch
-
     args = argparse.Namespace(vocab=20, batch_size=4, warmup=1, repeats=1, steps=1, seq_len=8)
     split = bench_options.make_split(8, args.seq_len, args.vocab, torch.device("cpu"))
     for option, (family, changes) in bench_options.OPTIONS.items():
@@ -118,6 +115,7 @@ def test_every_benchmarked_option_trains_a_step_beside_its_baseline():
         step, params = bench_options.train_step(config, split, args, torch.device("cpu"))
         step()
         assert params > 0, option
+
 
 @pytest.mark.parametrize("preset, expected", [
     ("arith_length", ["name: transformer", "positions: alibi", "random_target_gap: 64", "scratchpad_operands: true", "max_steps: 12"]),
