@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 
 from msr.errors import UserError
@@ -40,7 +42,28 @@ def check_precision(precision: str, device: torch.device, model: torch.nn.Module
     if precision == "fp16" and device.type != "cuda":
         raise UserError(f"trainer.precision=fp16 needs a CUDA device (this run is on {device.type}); "
                         "use trainer.precision=bf16 or fp32")
+    if precision == "bf16" and device.type == "cpu" and has_lstm(model) and not cpu_runs_bf16_lstm():
+        raise UserError("trainer.precision=bf16: this CPU's oneDNN has no bf16 LSTM (it needs AVX-512 or "
+                        "bf16 instructions); use trainer.precision=fp32 here, or a GPU")
     return DTYPES[precision]
+
+
+def has_lstm(model: torch.nn.Module | None) -> bool:
+    return model is not None and any(isinstance(m, torch.nn.LSTM) for m in model.modules())
+
+
+@cache
+def cpu_runs_bf16_lstm() -> bool:
+    """Whether nn.LSTM runs under CPU bf16 autocast here. CPU autocast casts nn.LSTM to bf16,
+    and oneDNN has that kernel only on some CPUs (none on AVX2-only x86): elsewhere the first
+    forward fails deep in training with "could not create a primitive descriptor". Tried on a
+    tiny LSTM, as no CPU flag says it for sure."""
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.nn.LSTM(2, 2, batch_first=True)(torch.zeros(1, 1, 2))
+    except RuntimeError:
+        return False
+    return True
 
 
 def auto_precision(device: torch.device, model: torch.nn.Module | None) -> torch.dtype:

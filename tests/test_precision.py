@@ -5,7 +5,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from msr.config.model import TransformerConfig  # noqa: E402
+import msr.device  # noqa: E402
 from msr.device import BF16_MIN_WIDTH, check_precision  # noqa: E402
+from msr.errors import UserError  # noqa: E402
 from msr.models.transformer import TransformerLM  # noqa: E402
 
 
@@ -41,3 +43,15 @@ def test_auto_on_a_gpu_keeps_launch_bound_models_and_rnns_in_fp32_with_tf32(gpu_
 def test_explicit_precisions_are_kept():
     assert check_precision("bf16", torch.device("cpu"), transformer(8)) is torch.bfloat16
     assert check_precision("fp32", torch.device("cpu")) is torch.float32
+
+
+def test_bf16_on_a_cpu_without_onednns_bf16_lstm_refuses_only_lstms(monkeypatch):
+    """Where nn.LSTM cannot run under CPU bf16 autocast, an LSTM model is refused with the fix;
+    the other models (nn.RNN and nn.GRU autocast fine) keep bf16."""
+    monkeypatch.setattr(msr.device, "cpu_runs_bf16_lstm", lambda: False)
+    lstm_model = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.LSTM(4, 4))
+    with pytest.raises(UserError, match="no bf16 LSTM .* use trainer.precision=fp32"):
+        check_precision("bf16", torch.device("cpu"), lstm_model)
+    for model in (transformer(8), torch.nn.GRU(4, 4), torch.nn.RNN(4, 4)):
+        assert check_precision("bf16", torch.device("cpu"), model) is torch.bfloat16
+    assert check_precision("fp32", torch.device("cpu"), lstm_model) is torch.float32

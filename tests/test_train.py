@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from conftest import TINY, TINY_MODEL, read_metrics, run_msr
 from msr.config import RecurrentConfig
+from msr.device import cpu_runs_bf16_lstm
 from msr.models import build_model
 
 METRIC_KEYS = {"command", "status", "metrics", "accuracy_by_steps", "steps", "tokens_per_second",
@@ -196,7 +197,6 @@ OPTIONS = [
     pytest.param(["trainer.grad_accum_steps=2", "trainer.l1=1e-5", "trainer.l2=1e-4", "model.dropout=0.1",
                   "model.num_layers=2", "model.tie_embeddings=true", "model.embedding_size=32"],
                  check_the_loop_options, id="loop-options"),
-    pytest.param(["trainer.precision=bf16"], None, id="bf16"),  # its effect: test_bf16_autocast_changes_the_numbers
 ]
 
 
@@ -240,12 +240,28 @@ def test_grad_clip_bounds_each_update(in_tmp):
 
 
 def test_bf16_autocast_changes_the_numbers(in_tmp):
-    """trainer.precision=bf16 computes under autocast: the same run in fp32 logs other, close losses."""
-    assert run_msr("train", *SMALL_LSTM, "trainer.precision=bf16", "hydra.run.dir=bf16") == 0
-    assert run_msr("train", *SMALL_LSTM, "hydra.run.dir=fp32") == 0
+    """trainer.precision=bf16 computes under autocast: the same run in fp32 logs other, close
+    losses. An RNN, as CPU autocast runs nn.RNN in bf16 on every CPU (nn.LSTM only on some)."""
+    small_rnn = [*TINY, *TINY_MODEL["rnn"], "trainer.max_steps=4", "trainer.eval_every=4", "trainer.log_every=1"]
+    assert run_msr("train", *small_rnn, "trainer.precision=bf16", "hydra.run.dir=bf16") == 0
+    assert run_msr("train", *small_rnn, "hydra.run.dir=fp32") == 0
     bf16, fp32 = ([h["train/loss"] for h in history(in_tmp / d) if "train/loss" in h] for d in ("bf16", "fp32"))
     assert len(bf16) == len(fp32) == 4
     assert bf16 != fp32 and bf16 == pytest.approx(fp32, abs=0.05)
+
+
+def test_a_bf16_lstm_trains_where_the_cpu_has_the_kernel_and_is_one_line_elsewhere(in_tmp, capfd):
+    """oneDNN's bf16 LSTM exists only on some CPUs (none on AVX2-only x86): where it is missing the
+    run stops before its first step with one line naming the fix, not a traceback from inside torch."""
+    code = run_msr("train", *SMALL_LSTM, "trainer.precision=bf16", "hydra.run.dir=run")
+    err = capfd.readouterr().err
+    if cpu_runs_bf16_lstm():
+        assert code == 0 and read_metrics(in_tmp / "run")["status"] == "completed"
+    else:
+        assert code == 2 and "Traceback" not in err
+        assert "msr: error: trainer.precision=bf16: this CPU's oneDNN has no bf16 LSTM" in err
+        assert "use trainer.precision=fp32" in err
+        assert not (in_tmp / "run/checkpoints").exists()
 
 
 def test_early_stopping_stops_and_keeps_the_best(in_tmp):
