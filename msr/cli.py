@@ -179,11 +179,11 @@ def dispatch(argv: list[str] | None) -> None:
         if args.help:
             sys.stdout.write(command_help(command, args.overrides))
             return
-        sweep_dir = None
+        sweep_dir, checked = None, None
         if runs_a_job and not own_search_path:
             check_launcher(args.overrides)
-            jobs = check_overrides(CONF_DIR, command, args.overrides, args.multirun)
-            workers = distributed_settings(jobs, args.multirun)
+            checked = check_overrides(CONF_DIR, command, args.overrides, args.multirun)
+            workers = distributed_settings(checked.jobs, args.multirun)
             if workers is not None and not launched():  # start the workers, each running this command
                 from msr.launch import launch_workers
 
@@ -210,7 +210,7 @@ def dispatch(argv: list[str] | None) -> None:
             return
         elif args.cfg and not own_search_path:
             check_added_keys(CONF_DIR, command, args.overrides)
-        run_hydra(command, rest, sweep_dir)
+        run_hydra(command, rest, sweep_dir, checked)
     except UserError as err:
         fail(str(err))
 
@@ -281,11 +281,15 @@ def check_launcher(overrides: list[str]) -> None:
                             "or -1 for one per core")
 
 
-def run_hydra(command: str, rest: list[str], sweep_dir: Path | None = None) -> None:
-    """Run the Hydra app; its composition errors are raised to us (HYDRA_FULL_ERROR) as UserError."""
+def run_hydra(command: str, rest: list[str], sweep_dir: Path | None = None, checked=None) -> None:
+    """Run the Hydra app; its composition errors are raised to us (HYDRA_FULL_ERROR) as UserError.
+    `checked` (msr.overrides.Checked), when the jobs were composed already, answers Hydra's
+    get_mode, which would compose the config once more only to read hydra.mode (a third of a
+    tiny run's start-up)."""
     import os
 
     import hydra
+    from hydra._internal.hydra import Hydra
     from hydra.errors import ConfigCompositionException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -299,6 +303,9 @@ def run_hydra(command: str, rest: list[str], sweep_dir: Path | None = None) -> N
     app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name=command)(task)
     sys.argv = [f"msr-{command}", *rest]
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    get_mode = Hydra.get_mode
+    if checked is not None:
+        Hydra.get_mode = lambda self, config_name, overrides: checked.hydra_mode
     try:
         app()
     except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException) as err:
@@ -312,6 +319,8 @@ def run_hydra(command: str, rest: list[str], sweep_dir: Path | None = None) -> N
         sys.exit(getattr(stop, "exit_code", 130))
     else:
         report_sweep(command, sweep_dir)
+    finally:
+        Hydra.get_mode = get_mode
 
 
 def report_sweep(command: str, folder: Path | None, stopping: bool = False) -> bool:

@@ -10,11 +10,12 @@ import itertools
 import os
 from dataclasses import fields, is_dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from msr.config import to_object
@@ -23,16 +24,20 @@ from msr.errors import UserError
 MAX_CHECKED_JOBS = 256
 
 
-def check_overrides(conf_dir: Path, config_name: str, overrides: list[str], multirun: bool) -> list:
-    """Raise UserError unless every job these overrides describe composes and validates; the
-    validated configs of the jobs checked."""
+class Checked(NamedTuple):
+    jobs: list  # the validated configs of the jobs checked
+    hydra_mode: object  # hydra.mode as the configs set it (None unless one does): Hydra.get_mode's answer
+
+
+def check_overrides(conf_dir: Path, config_name: str, overrides: list[str], multirun: bool) -> Checked:
+    """Raise UserError unless every job these overrides describe composes and validates."""
     check_run_dir(overrides)
-    checked = []
+    jobs, modes = [], []
     for job in jobs_to_check(overrides, multirun):
-        cfg = to_object(compose_config(conf_dir, config_name, job))
+        cfg = to_object(compose_config(conf_dir, config_name, job, hydra_modes=modes))
         check_device(cfg)
-        checked.append(cfg)
-    return checked
+        jobs.append(cfg)
+    return Checked(jobs, modes[0])
 
 
 def check_run_dir(overrides: list[str]) -> None:
@@ -69,12 +74,17 @@ def check_device(cfg) -> None:
     check_precision(precision, resolve_device(device))
 
 
-def compose_config(conf_dir: Path, config_name: str, overrides: list[str]):
+def compose_config(conf_dir: Path, config_name: str, overrides: list[str], hydra_modes: list | None = None):
+    """The job's config without its hydra node; given `hydra_modes`, hydra.mode is appended to it."""
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base=None, job_name=config_name):
-            cfg = compose(config_name=config_name, overrides=overrides)
+            cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra_modes is not None)
     except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException) as err:
         raise UserError(one_line(err)) from None
+    if hydra_modes is not None:
+        hydra_modes.append(cfg.hydra.mode)
+        with open_dict(cfg):
+            del cfg["hydra"]
     check_known_keys(cfg)
     return cfg
 

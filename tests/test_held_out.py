@@ -121,6 +121,7 @@ def test_a_chance_level_model_gets_no_compounding_fit():
     assert compounding_fit(real, chance=0.1)["p"] == pytest.approx(0.8, abs=0.02)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_its_run_folder_is_scored_and_said_unchecked(in_tmp, capsys):
     import shutil
 

@@ -51,6 +51,7 @@ def stop_trial(monkeypatch, number: int, at_step: int) -> None:
     monkeypatch.setattr(train, "run", run)
 
 
+@pytest.mark.slow
 def test_a_killed_study_resumes_to_n_trials_and_names_the_best(in_tmp, capsys, monkeypatch):
     stop_trial(monkeypatch, number=2, at_step=3)
     assert run_msr("train", "-m", *STUDY, "hydra.sweeper.n_trials=4", *SPACE) == 130
@@ -101,6 +102,7 @@ def test_a_pruned_trial_ends_pruned_in_its_record_the_manifest_and_the_study(in_
     assert sweeps.is_finished(folder) and not (folder / "optimization_results.yaml").exists()
 
 
+@pytest.mark.slow
 def test_model_sizes_are_sampled_only_for_the_models_that_have_them(in_tmp):
     # the sizes of either model, and the Transformer's fixed ones, given in the sweeper's config
     sizes = 'model.hidden_size:"choice(16,32)",model.d_model:"choice(16,32)",model.n_layers:1,model.n_heads:2'

@@ -33,6 +33,7 @@ def piped(args: list[str], cwd, read_lines: int) -> tuple[int, str]:
     return code, (cwd / "stderr.txt").read_text()
 
 
+@pytest.mark.slow
 def test_data_into_a_pipe_closed_early_still_completes_the_run(tmp_path):
     # ~2,000 example lines are far more than a pipe holds, so msr is still writing when the reader goes
     code, err = piped(["data", "data.train.size=2000", "data.val.size=20", "data.test.size=20", "examples=2000",
@@ -41,6 +42,7 @@ def test_data_into_a_pipe_closed_early_still_completes_the_run(tmp_path):
     assert read_metrics(tmp_path / "d")["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_evaluate_into_a_closed_pipe_still_records_the_run(run, tmp_path):
     code, err = piped(["evaluate", f"run={run}", "hydra.run.dir=ev"], tmp_path, read_lines=0)
     assert (code, err.count("Error"), err.count("Traceback")) == (0, 0, 0), err
@@ -60,6 +62,7 @@ def test_a_tokenizer_file_that_is_not_one_is_one_line_also_in_msr_log(run, tmp_p
     assert (tmp_path / "ev" / "msr.log").read_text().splitlines()[-1].endswith(expected)
 
 
+@pytest.mark.slow
 def test_matplotlib_building_its_font_cache_says_nothing(run, tmp_path):
     env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")}  # a fresh font cache to build
     result = subprocess.run([sys.executable, "-m", "msr.cli", "evaluate", f"run={run}", "hydra.run.dir=ev"],

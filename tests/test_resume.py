@@ -97,6 +97,7 @@ def test_checkpoints_every_n_steps_keep_the_newest(in_tmp):
     assert json.loads((in_tmp / "run/checkpoints/last/meta.json").read_text())["step"] == 30
 
 
+@pytest.mark.slow
 def test_msr_reproduce_reports_every_metric_equal(in_tmp, capsys):
     assert run_msr("train", *SETTINGS, *TINY_MODEL["lstm"], *DROPOUT["lstm"], "hydra.run.dir=run") == 0
     assert run_msr("reproduce", "run") == 0

@@ -135,6 +135,7 @@ def test_a_sweep_stopped_by_sigterm_resumes_each_job_once_and_leaves_completed_o
     assert read_metrics(folder / "1")["metrics"] == read_metrics(in_tmp / "whole")["metrics"]
 
 
+@pytest.mark.slow
 def test_resuming_a_sweep_refuses_other_overrides_and_a_folder_that_is_not_a_sweep(in_tmp, capsys):
     assert run_msr("train", "-m", *SWEEP, "model.max_len=64", "seed=0,1") == 0
     [folder] = list(in_tmp.glob("outputs/multirun/train/*/*"))
@@ -160,6 +161,7 @@ def test_resuming_a_sweep_refuses_other_overrides_and_a_folder_that_is_not_a_swe
     assert len(list(in_tmp.glob("outputs/multirun/train/*/*"))) == 2 and files_of(folder) == before
 
 
+@pytest.mark.slow
 def test_resume_auto_finds_the_unfinished_sweep_and_reruns_its_failed_job(in_tmp, capsys):
     grid = [*SWEEP, "model.max_len=4,64"]  # job 0 fails: its sequences do not fit
     assert run_msr("train", "-m", *grid) == 1
@@ -174,6 +176,7 @@ def test_resume_auto_finds_the_unfinished_sweep_and_reruns_its_failed_job(in_tmp
     assert files_of(folder / "1") == job1 and len(list(in_tmp.glob("outputs/multirun/train/*/*"))) == 1
 
 
+@pytest.mark.slow
 def test_evaluate_run_sweep_scores_each_completed_job_and_resumes_as_a_sweep(in_tmp, capsys):
     assert run_msr("train", "-m", *SWEEP, "model.max_len=64", "seed=0,1") == 0
     [trained] = list(in_tmp.glob("outputs/multirun/train/*/*"))
@@ -263,3 +266,12 @@ def test_evaluate_of_a_sweep_with_no_completed_job_is_refused_in_one_line(in_tmp
     assert run_msr("evaluate", f"run={folder}") == 2
     assert capsys.readouterr().err == (f"msr: error: run={folder}: no job of this sweep completed; "
                                        "there is nothing to evaluate\n")
+
+
+def test_hydra_mode_multirun_in_the_config_runs_a_sweep_without_dash_m(in_tmp):
+    """msr answers Hydra's get_mode from its own composition (one composition fewer per run):
+    a hydra.mode that the config or an override sets must still decide the mode."""
+    assert run_msr("train", *SWEEP, "trainer.max_steps=3", "hydra.mode=MULTIRUN", "hydra.sweep.dir=sweep",
+                   "hydra.run.dir=single") == 0
+    assert read_metrics(in_tmp / "sweep/0")["status"] == "completed"
+    assert not (in_tmp / "single").exists()

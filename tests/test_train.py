@@ -78,6 +78,7 @@ def test_run_folders_default_to_outputs_command_date_time(in_tmp):
     assert len(date) == 10 and date[4] == "-" and len(time) == 8 and time[2] == "-"
 
 
+@pytest.mark.slow
 def test_sweep_writes_one_folder_per_job(in_tmp):
     code = run_msr("train", "-m", *TINY, "trainer.max_steps=4", "model=lstm,gru", "optimizer.lr=1e-3,3e-3",
                    "model.hidden_size=16", "model.embedding_size=16")
