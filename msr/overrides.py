@@ -34,10 +34,11 @@ def check_overrides(conf_dir: Path, config_name: str, overrides: list[str], mult
     check_run_dir(overrides)
     jobs, modes = [], []
     for job in jobs_to_check(overrides, multirun):
-        cfg = to_object(compose_config(conf_dir, config_name, job, hydra_modes=modes))
-        check_device(cfg)
-        jobs.append(cfg)
-    return Checked(jobs, modes[0])
+        cfg, mode = compose_job(conf_dir, config_name, job)
+        jobs.append(to_object(cfg))
+        check_device(jobs[-1])
+        modes.append(mode)
+    return Checked(jobs, modes[0] if modes else None)
 
 
 def check_run_dir(overrides: list[str]) -> None:
@@ -74,19 +75,23 @@ def check_device(cfg) -> None:
     check_precision(precision, resolve_device(device))
 
 
-def compose_config(conf_dir: Path, config_name: str, overrides: list[str], hydra_modes: list | None = None):
-    """The job's config without its hydra node; given `hydra_modes`, hydra.mode is appended to it."""
+def compose_config(conf_dir: Path, config_name: str, overrides: list[str]) -> DictConfig:
+    """The job's config, without its hydra node, checked for keys no schema has."""
+    return compose_job(conf_dir, config_name, overrides)[0]
+
+
+def compose_job(conf_dir: Path, config_name: str, overrides: list[str]) -> tuple[DictConfig, object]:
+    """The job's config (as compose_config) and its hydra.mode (None unless a config or an override sets it)."""
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base=None, job_name=config_name):
-            cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra_modes is not None)
+            cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     except (ConfigCompositionException, OverrideParseException, OmegaConfBaseException) as err:
         raise UserError(one_line(err)) from None
-    if hydra_modes is not None:
-        hydra_modes.append(cfg.hydra.mode)
-        with open_dict(cfg):
-            del cfg["hydra"]
+    mode = cfg.hydra.mode
+    with open_dict(cfg):
+        del cfg["hydra"]
     check_known_keys(cfg)
-    return cfg
+    return cfg, mode
 
 
 def check_added_keys(conf_dir: Path, config_name: str, overrides: list[str]) -> None:
