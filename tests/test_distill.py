@@ -10,6 +10,7 @@ import shutil
 import pytest
 import torch
 
+import msr.device
 from conftest import TINY, TINY_MODEL, read_metrics, run_msr
 from msr.data.batching import IGNORE
 from msr.train.distill import distillation_loss
@@ -122,6 +123,20 @@ def refused(capsys, *args) -> str:
 def test_bad_distill_settings_are_one_line_errors_before_a_run_folder(teacher, in_tmp, capsys, override, message):
     assert message in refused(capsys, "train", *TINY, *STUDENT_MODEL, f"distill.teacher={teacher}", override)
     assert not (in_tmp / "outputs").exists()
+
+
+def test_bf16_is_refused_before_training_where_the_teacher_is_an_lstm_the_cpu_cannot_autocast(
+        in_tmp, capsys, monkeypatch):
+    """The student (a GRU) autocasts, but the LSTM teacher is scored beside it under the same
+    autocast: where oneDNN has no bf16 LSTM the run stops before its first step, not after training."""
+    assert run_msr("train", *TINY, *TINY_MODEL["lstm"], "trainer.max_steps=3", "hydra.run.dir=lstm") == 0
+    capsys.readouterr()
+    monkeypatch.setattr(msr.device, "cpu_runs_bf16_lstm", lambda: False)
+    assert run_msr("train", *TINY, *STUDENT_MODEL, "distill.teacher=lstm", "trainer.precision=bf16",
+                   "hydra.run.dir=student") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "msr: error: trainer.precision=bf16: this CPU's oneDNN has no bf16 LSTM" in err
+    assert not (in_tmp / "student/checkpoints").exists()
 
 
 def test_a_teacher_without_checkpoints_or_of_another_command_is_refused(teacher, in_tmp, capsys):

@@ -10,6 +10,7 @@ With distill.teacher=RUN the vocabulary is the teacher's and the loss mixes in i
 from __future__ import annotations
 
 from msr.data.tokenizer import TextTokenizer
+from msr.device import check_precision
 from msr.runs import RunDir
 from msr.train.distill import Teacher
 from msr.train.recipe import (EMPTY_SUMMARY, encode_splits, new_model, run_logger, start, task_splits,
@@ -22,6 +23,8 @@ def run(dict_cfg, run: RunDir) -> dict:
     cfg, device = start(dict_cfg)
     splits = task_splits(cfg, "train")
     teacher = Teacher(cfg.distill, device) if cfg.distill.teacher else None  # distill.teacher: its soft targets
+    if teacher:  # it is scored beside the student under the run's autocast: refuse now, not after training
+        check_precision(cfg.trainer.precision, device, teacher.model)
     tokenizer = teacher.tokenizer if teacher else \
         TextTokenizer.build(training_texts(splits), cfg.data.tokenizer, cfg.data.vocab_size)
     data = encode_splits(splits, tokenizer, cfg, device)
